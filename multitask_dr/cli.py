@@ -1,0 +1,132 @@
+"""Command line: ``multitask-dr {fit,validate,test,predict,synth} ...`` (also ``python -m multitask_dr``).
+
+``fit``/``validate``/``test``/``predict`` are Lightning's CLI over :class:`MultiTaskDR` and any
+datamodule of this package, configured by YAML files in ``configs/``. ``synth`` writes the
+synthetic fundus datasets.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+# Set before the heavy imports read them: no update check, no accidental downloads.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from lightning import LightningDataModule, LightningModule, Trainer  # noqa: E402
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback  # noqa: E402
+from lightning.pytorch.loggers import WandbLogger  # noqa: E402
+
+from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+EXTRA_COMMANDS = ("synth",)
+
+
+def wandb_logged_in() -> bool:
+    """Whether W&B has credentials (an API key in the environment or ~/.netrc)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        hosts = netrc.netrc().hosts
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return any("wandb" in host for host in hosts)
+
+
+def default_wandb_mode() -> None:
+    """Run W&B offline unless the user logged in or chose a mode (``WANDB_MODE``)."""
+    if "WANDB_MODE" not in os.environ and not wandb_logged_in():
+        os.environ["WANDB_MODE"] = "offline"
+
+
+class WandbSaveConfig(SaveConfigCallback):
+    """Save the fully resolved config where each run can find it.
+
+    With a :class:`WandbLogger` the config goes into the run's own files folder (uploaded with
+    the run, never clashing with another run) and into ``run.config``, so W&B shows every
+    setting, not only the model's hyper-parameters. Other loggers get Lightning's behaviour
+    (``config.yaml`` in the log dir, overwritten).
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Write the config once, on rank zero."""
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if not wandb_loggers:
+            super().setup(trainer, pl_module, stage)
+            return
+        if self.already_saved or not trainer.is_global_zero:
+            return
+        run = wandb_loggers[0].experiment
+        self.parser.save(
+            self.config, os.path.join(run.dir, self.config_filename),
+            skip_none=False, overwrite=True, multifile=False,
+        )
+        run.config.update(flatten(self.config.as_dict()), allow_val_change=True)
+        self.already_saved = True
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (W&B filters and sorts on flat keys)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+    return flat
+
+
+class MultiTaskCLI(LightningCLI):
+    """LightningCLI with the project's task and any of its datamodules."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        """Document where the configs are in ``--help``."""
+        configs = sorted(p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.yaml"))
+        if configs:
+            parser.description = (parser.description or "") + (
+                f"\n\nConfigs in {CONFIG_DIR}: " + ", ".join(configs)
+            )
+
+
+def run_synth(args: list[str]) -> int:
+    """``multitask-dr synth``: write the synthetic datasets."""
+    from multitask_dr.datasets.synthetic import main as synth_main
+
+    return synth_main(args)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``multitask-dr``.
+
+    Args:
+        args: Command-line arguments without the program name (``None``: ``sys.argv[1:]``).
+
+    Returns:
+        Process exit status.
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in EXTRA_COMMANDS:
+        return {"synth": run_synth}[argv[0]](argv[1:])
+    default_wandb_mode()
+    configs = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
+    MultiTaskCLI(
+        MultiTaskDR,
+        LightningDataModule,
+        subclass_mode_data=True,
+        save_config_callback=WandbSaveConfig,
+        save_config_kwargs={"overwrite": True},
+        args=argv,
+        parser_kwargs={
+            "description": "Joint DR lesion segmentation and grading. Configs: " + ", ".join(configs),
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,191 @@
+"""TJDR datamodule: seeded stratified train/val split, cached preprocessing, augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
+
+from multitask_dr.datamodules.base import SeededDataModule
+from multitask_dr.datamodules.transforms import (
+    NO_AUGMENTATION,
+    Augmentation,
+    SampleTransform,
+    augmentation_ops,
+    channel_stats,
+)
+from multitask_dr.datasets.problems import DataError
+from multitask_dr.datasets.tjdr import AnnotationFormat, TJDRDataset
+from multitask_dr.lesions import LESIONS
+
+
+def stratified_split(
+    names: list[str], strata: list[int], val_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """Split names into train/val, drawing ``val_fraction`` of every stratum by ``seed``.
+
+    Args:
+        names: Sample names.
+        strata: One stratum id per name (here: which lesions are present, as a bit set).
+        val_fraction: Share of each stratum sent to validation (at least one per stratum
+            with two or more members, when ``val_fraction > 0``).
+        seed: Random seed.
+
+    Returns:
+        Sorted train names and sorted validation names.
+    """
+    rng = np.random.default_rng(seed)
+    val: list[str] = []
+    for stratum in sorted(set(strata)):
+        members = [n for n, s in zip(names, strata, strict=True) if s == stratum]
+        rng.shuffle(members)
+        count = int(round(len(members) * val_fraction))
+        if val_fraction > 0 and count == 0 and len(members) >= 2:
+            count = 1
+        val += members[:count]
+    val_set = set(val)
+    return sorted(n for n in names if n not in val_set), sorted(val)
+
+
+class TJDRDataModule(SeededDataModule):
+    """Lesion segmentation on TJDR-layout data (release PNGs and/or Labelme JSON).
+
+    Args:
+        root: Dataset root with ``train/`` and ``test/`` (the release layout).
+        image_size: Working resolution after cropping to the field of view.
+        annotation: ``auto`` (PNG when present, else Labelme JSON), ``png`` or ``labelme``.
+        label_map: Labelme label -> lesion (``MA``/``HE``/``EX``/``SE``) table; ``None`` uses
+            the built-in table of common spellings.
+        strict: Raise on the first bad file instead of reporting and skipping it.
+        crop_fov: Crop to the retina's bounding square before resizing.
+        val_fraction: Share of ``train`` held out for validation, stratified by lesion presence.
+        batch_size: Training batch size.
+        eval_batch_size: Evaluation batch size (defaults to ``batch_size``).
+        num_workers: DataLoader worker processes.
+        seed: Fixes the split, shuffling and augmentation.
+        augment: Training augmentation.
+        mean: Normalisation mean in [0, 1] (``None``: from the training images' retina).
+        std: Normalisation std in [0, 1] (``None``: from the training images' retina).
+        cache_dir: Where preprocessed samples are cached (``None``: ``<root>/.cache``).
+        synthetic: When ``root`` does not exist, write a synthetic TJDR there with these
+            ``write_tjdr`` arguments instead of failing (``None``: fail with a message).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synthetic/tjdr",
+        image_size: int = 128,
+        annotation: AnnotationFormat = "auto",
+        label_map: dict[str, str] | None = None,
+        strict: bool = False,
+        crop_fov: bool = True,
+        val_fraction: float = 0.2,
+        batch_size: int = 4,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        augment: Augmentation | None = None,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
+        cache_dir: str | None = None,
+        synthetic: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers, seed)
+        self.root = Path(root)
+        self.image_size = image_size
+        self.annotation: AnnotationFormat = annotation
+        self.label_map = label_map
+        self.strict = strict
+        self.crop_fov = crop_fov
+        self.val_fraction = val_fraction
+        self.augment = augment if augment is not None else Augmentation()
+        self.mean, self.std = mean, std
+        self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".cache"
+        self.synthetic = synthetic
+        self.datasets: dict[str, TJDRDataset] = {}
+
+    def prepare_data(self) -> None:
+        """Write the synthetic dataset on first use when asked to and the root is missing."""
+        if not self.root.exists() and self.synthetic is not None:
+            from multitask_dr.datasets.synthetic import write_tjdr
+
+            rank_zero_info(f"{self.root} not found: writing a synthetic TJDR there")
+            write_tjdr(self.root, **self.synthetic)
+
+    def dataset(self, split: str, names: list[str] | None = None) -> TJDRDataset:
+        """A dataset over one split folder with this datamodule's reading settings."""
+        if not self.root.exists():
+            raise DataError(
+                f"TJDR root {self.root} does not exist: point data.root at the folder holding "
+                "train/ and test/, or set data.synthetic to generate a synthetic one"
+            )
+        return TJDRDataset(
+            self.root,
+            split,
+            annotation=self.annotation,
+            image_size=self.image_size,
+            crop_fov=self.crop_fov,
+            label_map=self.label_map,
+            strict=self.strict,
+            names=names,
+            cache_dir=self.cache_dir,
+        )
+
+    def transform(self, train: bool) -> SampleTransform:
+        """The train (augmenting) or evaluation pipeline."""
+        assert self.mean is not None and self.std is not None
+        ops = augmentation_ops(self.augment if train else NO_AUGMENTATION, self.image_size)
+        return SampleTransform(ops, self.mean, self.std, seed=self.seed if train else None)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index, verify (decode once into the cache), split and attach transforms."""
+        full = self.dataset("train")
+        full.verify()
+        self._report(full)
+        if self.mean is None or self.std is None:
+            sample = np.stack([full.load(i)[0] for i in range(min(len(full), 64))])
+            mean, std = channel_stats(sample)
+            self.mean = self.mean or mean  # type: ignore[assignment]
+            self.std = self.std or std  # type: ignore[assignment]
+        if stage in (None, "fit", "validate"):
+            names = [r.name for r in full.records]
+            strata = [self._lesion_bits(full, i) for i in range(len(full))]
+            train_names, val_names = stratified_split(names, strata, self.val_fraction, self.seed)
+            self.datasets["train"] = self.dataset("train", train_names)
+            self.datasets["val"] = self.dataset("train", val_names)
+            self.datasets["train"].transform = self.transform(train=True)
+            self.datasets["val"].transform = self.transform(train=False)
+            rank_zero_info(f"TJDR split: {len(train_names)} train / {len(val_names)} val")
+        if stage in (None, "test"):
+            test = self.dataset("test")
+            test.verify()
+            self._report(test)
+            test.transform = self.transform(train=False)
+            self.datasets["test"] = test
+
+    @staticmethod
+    def _lesion_bits(dataset: TJDRDataset, index: int) -> int:
+        mask = dataset.load(index)[1]
+        present = [(mask[..., c] == 1).any() for c in range(len(LESIONS))]
+        return sum(1 << c for c, p in enumerate(present) if p)
+
+    @staticmethod
+    def _report(dataset: TJDRDataset) -> None:
+        if len(dataset.problems):
+            rank_zero_warn(dataset.problems.summary())
+        if len(dataset) == 0:
+            raise DataError(f"{dataset.root / dataset.split}: no usable samples")
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches."""
+        return self.loader(self.datasets["train"], train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """The held-out part of ``train``."""
+        return self.loader(self.datasets["val"], train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The official ``test`` split."""
+        return self.loader(self.datasets["test"], train=False)

@@ -1,0 +1,138 @@
+"""Albumentations pipelines applied to sample dicts (image and mask together).
+
+Colour operations and CLAHE run on uint8 before ``Normalize``; geometric ones move image and
+mask together. Seeding: albumentations ignores ``torch``/``numpy`` seeds, so each pipeline gets
+``seed`` at construction and :func:`seed_worker` reseeds it per DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it phones home at import otherwise
+
+import albumentations as A  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from albumentations.pytorch import ToTensorV2  # noqa: E402
+
+
+@dataclass
+class Augmentation:
+    """Training augmentation settings (all off means: no augmentation).
+
+    Args:
+        hflip: Probability of a horizontal flip.
+        vflip: Probability of a vertical flip.
+        rotate: Maximum rotation in degrees (uniform in ``[-rotate, rotate]``).
+        brightness_contrast: Strength of random brightness/contrast changes (0 = off).
+        saturation: Strength of saturation jitter (0 = off).
+        hue: Hue jitter as a fraction of the colour circle; keep tiny for fundus (0 = off).
+        clahe: Probability of CLAHE on the image.
+        crop_scale: Lower bound of the area kept by a random resized crop (1 = off).
+    """
+
+    hflip: float = 0.5
+    vflip: float = 0.5
+    rotate: float = 15.0
+    brightness_contrast: float = 0.1
+    saturation: float = 0.05
+    hue: float = 0.0
+    clahe: float = 0.0
+    crop_scale: float = 1.0
+
+
+NO_AUGMENTATION = Augmentation(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def augmentation_ops(aug: Augmentation, size: int) -> list[A.BasicTransform]:
+    """Albumentations operations for ``aug`` on ``size``² inputs (no normalisation)."""
+    ops: list[A.BasicTransform] = []
+    if aug.crop_scale < 1.0:
+        ops.append(A.RandomResizedCrop(size=(size, size), scale=(aug.crop_scale, 1.0), p=1.0))
+    if aug.hflip > 0:
+        ops.append(A.HorizontalFlip(p=aug.hflip))
+    if aug.vflip > 0:
+        ops.append(A.VerticalFlip(p=aug.vflip))
+    if aug.rotate > 0:
+        ops.append(A.Affine(rotate=(-aug.rotate, aug.rotate), fill=0, fill_mask=0, p=1.0))
+    if aug.clahe > 0:
+        ops.append(A.CLAHE(p=aug.clahe))
+    if aug.brightness_contrast > 0:
+        ops.append(
+            A.RandomBrightnessContrast(aug.brightness_contrast, aug.brightness_contrast, p=0.8)
+        )
+    if aug.saturation > 0 or aug.hue > 0:
+        ops.append(A.ColorJitter(0.0, 0.0, aug.saturation, aug.hue, p=0.8))
+    return ops
+
+
+class SampleTransform:
+    """Apply an albumentations pipeline to a sample dict and return tensors.
+
+    Output: ``image`` float32 ``(3, H, W)`` normalised, ``mask`` uint8 ``(4, H, W)`` when the
+    sample has one, ``grade`` int64 scalar, ``name`` unchanged.
+
+    Args:
+        ops: Operations before normalisation (augmentation, resizing).
+        mean: Per-channel mean of the training images, in [0, 1].
+        std: Per-channel standard deviation, in [0, 1].
+        seed: Seed of the augmentation random stream.
+    """
+
+    def __init__(
+        self,
+        ops: list[A.BasicTransform],
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        seed: int | None = None,
+    ) -> None:
+        normalise = A.Normalize(mean=mean, std=std, max_pixel_value=255.0)
+        self.pipeline = A.Compose([*ops, normalise, ToTensorV2(transpose_mask=True)], seed=seed)
+
+    def set_random_seed(self, seed: int) -> None:
+        """Reseed the augmentation stream (called once per DataLoader worker)."""
+        self.pipeline.set_random_seed(seed)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        inputs = {"image": sample["image"]}
+        if "mask" in sample:
+            inputs["mask"] = sample["mask"]
+        out = self.pipeline(**inputs)
+        result = dict(sample)
+        result["image"] = out["image"].float()
+        if "mask" in out:
+            result["mask"] = out["mask"].to(torch.uint8)
+        result["grade"] = torch.as_tensor(sample["grade"], dtype=torch.long)
+        return result
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: give each worker its own augmentation stream."""
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    dataset = info.dataset
+    # Subset wrappers hide the dataset that owns the transform.
+    while hasattr(dataset, "dataset") and not hasattr(dataset, "transform"):
+        dataset = dataset.dataset
+    transform = getattr(dataset, "transform", None)
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in [0, 1] of ``(N, H, W, 3)`` uint8 images, over the retina.
+
+    Black surround pixels (all channels < 8) are excluded so the FOV's size doesn't skew them.
+    """
+    flat = images.reshape(-1, 3)
+    retina = flat[flat.max(axis=1) >= 8]
+    if len(retina) == 0:
+        retina = flat
+    values = retina.astype(np.float64) / 255.0
+    return tuple(values.mean(axis=0).tolist()), tuple(np.maximum(values.std(axis=0), 1e-3).tolist())

@@ -1,0 +1,307 @@
+"""TJDR lesion-segmentation dataset, in both of its forms.
+
+Layout (the public release, see ``shared/data/TJDR_FORMAT.md``)::
+
+    root/{train,test}/image/NNN.png          RGB fundus photograph
+    root/{train,test}/annotation/NNN.png     palette PNG, pixel = 0 bg, 1 EX, 2 HE, 3 MA, 4 SE
+    root/{train,test}/image/NNN.json         (optional) Labelme JSON, the form TJDR was drawn in
+    root/{train,test}/grades.csv             (optional, not in the release) image,grade[,...]
+
+Samples are dicts: ``image`` (H, W, 3) uint8, ``mask`` (H, W, 4) uint8 in the project's channel
+order ``MA, HE, EX, SE`` (values 0/1, :data:`~multitask_dr.lesions.IGNORE_INDEX` where not
+scored), ``grade`` (int, :data:`~multitask_dr.lesions.NO_GRADE` when unknown) and ``name``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from multitask_dr.datasets.preprocess import crop_and_resize
+from multitask_dr.datasets.problems import DataError, ProblemLog
+from multitask_dr.lesions import (
+    DEFAULT_LABEL_MAP,
+    NO_GRADE,
+    NUM_GRADES,
+    NUM_LESIONS,
+    RELEASE_INDEX_TO_CHANNEL,
+)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+AnnotationFormat = Literal["auto", "png", "labelme"]
+
+
+@dataclass(frozen=True)
+class TJDRRecord:
+    """Where one sample's files are."""
+
+    name: str
+    image: Path
+    annotation: Path
+    grade: int = NO_GRADE
+
+
+def release_mask_to_channels(index_mask: np.ndarray, path: Path | str = "") -> np.ndarray:
+    """Convert a release palette-index mask to the project's ``(H, W, 4)`` channel mask.
+
+    Args:
+        index_mask: ``(H, W)`` integer array of release indices (0 bg, 1 EX, 2 HE, 3 MA, 4 SE).
+        path: The file it came from, for the error message.
+
+    Returns:
+        ``(H, W, 4)`` uint8 0/1 mask in ``MA, HE, EX, SE`` order.
+
+    Raises:
+        DataError: When an index other than 0-4 occurs.
+    """
+    bad = np.setdiff1d(np.unique(index_mask), list(RELEASE_INDEX_TO_CHANNEL))
+    if bad.size:
+        raise DataError(f"{path}: palette index {bad.tolist()} is not a TJDR class (expected 0-4)")
+    channels = np.zeros((*index_mask.shape, NUM_LESIONS), dtype=np.uint8)
+    for index, channel in RELEASE_INDEX_TO_CHANNEL.items():
+        if channel >= 0:
+            channels[..., channel] = index_mask == index
+    return channels
+
+
+def read_release_mask(path: Path) -> np.ndarray:
+    """Read a release annotation PNG by its palette indices (never converted to grey/RGB)."""
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L"):
+            raise DataError(f"{path}: annotation is mode {image.mode!r}, expected a palette PNG")
+        index_mask = np.asarray(image)
+    return release_mask_to_channels(index_mask, path)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB; truncated/corrupt files raise DataError."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{path}: cannot read image ({error})") from error
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from the file header, without decoding pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError) as error:
+        raise DataError(f"{path}: cannot read image header ({error})") from error
+
+
+def read_grades(path: Path, problems: ProblemLog) -> dict[str, int]:
+    """Read ``grades.csv`` (columns ``image``, ``grade``); bad rows are reported and skipped."""
+    grades: dict[str, int] = {}
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"image", "grade"} <= set(reader.fieldnames):
+            problems.report(path, "grades CSV needs the columns 'image' and 'grade'")
+            return grades
+        for line, row in enumerate(reader, start=2):
+            try:
+                grade = int(row["grade"])
+            except (TypeError, ValueError):
+                problems.report(path, f"line {line}: grade {row['grade']!r} is not an integer", "row")
+                continue
+            if not 0 <= grade < NUM_GRADES:
+                problems.report(path, f"line {line}: grade {grade} is outside 0-4", "row")
+                continue
+            grades[Path(row["image"]).stem] = grade
+    return grades
+
+
+def find_records(
+    split_dir: Path, annotation: AnnotationFormat, problems: ProblemLog
+) -> list[TJDRRecord]:
+    """Pair images with annotations in one split folder.
+
+    Args:
+        split_dir: ``root/train`` or ``root/test``.
+        annotation: ``png`` (release masks), ``labelme`` (JSON beside the images) or ``auto``
+            (the PNG when present, else the JSON).
+        problems: Where missing partners and size mismatches are reported.
+
+    Returns:
+        One record per usable image, sorted by name.
+    """
+    image_dir = split_dir / "image"
+    if not image_dir.is_dir():
+        raise DataError(f"{split_dir}: no 'image' folder (expected the TJDR layout, see README)")
+    images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    pngs = {p.stem: p for p in sorted((split_dir / "annotation").glob("*.png"))}
+    jsons = {p.stem: p for p in sorted(image_dir.glob("*.json"))}
+    jsons |= {p.stem: p for p in sorted((split_dir / "annotation").glob("*.json"))}
+    grades_path = split_dir / "grades.csv"
+    grades = read_grades(grades_path, problems) if grades_path.exists() else {}
+
+    candidates = {"png": pngs, "labelme": jsons, "auto": jsons | pngs}[annotation]
+    records = []
+    for stem, image_path in images.items():
+        annotation_path = candidates.get(stem)
+        if annotation_path is None:
+            looked = [split_dir / "annotation" / f"{stem}.png", image_dir / f"{stem}.json"]
+            problems.report(image_path, f"no annotation found (looked for {', '.join(map(str, looked))})")
+            continue
+        if annotation_path.suffix == ".png" and image_size(annotation_path) != image_size(image_path):
+            problems.report(
+                annotation_path,
+                f"size {image_size(annotation_path)} differs from its image {image_path} "
+                f"{image_size(image_path)}",
+            )
+            continue
+        records.append(TJDRRecord(stem, image_path, annotation_path, grades.get(stem, NO_GRADE)))
+    for stem, path in sorted(candidates.items()):
+        if stem not in images and not _has_embedded_image(path):
+            problems.report(path, f"annotation has no image {image_dir / stem}.png (or .jpg)")
+    return records
+
+
+def _has_embedded_image(path: Path) -> bool:
+    if path.suffix != ".json":
+        return False
+    try:
+        return bool(json.loads(path.read_text()).get("imageData"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def file_digest(*paths: Path) -> str:
+    """Short content hash of files (cache keys, duplicate detection)."""
+    digest = hashlib.sha1()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class TJDRDataset(Dataset):
+    """TJDR images with lesion masks from release PNGs or Labelme JSON.
+
+    Args:
+        root: Dataset root holding ``train/`` and ``test/``.
+        split: ``train`` or ``test`` (a validation split is carved by the datamodule).
+        annotation: Which annotation form to read: ``png``, ``labelme`` or ``auto``.
+        image_size: Working resolution after cropping to the field of view; ``None`` keeps it.
+        crop_fov: Crop to the retina's bounding square before resizing.
+        label_map: Labelme label -> lesion table (case-insensitive); defaults to
+            :data:`~multitask_dr.lesions.DEFAULT_LABEL_MAP`.
+        strict: Raise on the first bad file instead of reporting and skipping it.
+        names: Keep only these sample names (used by the datamodule's splits).
+        transform: Applied to each sample dict.
+        cache_dir: Folder for preprocessed ``.npz`` samples (keyed by file hash and settings).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        annotation: AnnotationFormat = "auto",
+        image_size: int | None = None,
+        crop_fov: bool = True,
+        label_map: Mapping[str, str] | None = None,
+        strict: bool = False,
+        names: Sequence[str] | None = None,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.annotation = annotation
+        self.image_size = image_size
+        self.crop_fov = crop_fov
+        self.label_map = dict(DEFAULT_LABEL_MAP if label_map is None else label_map)
+        self.problems = ProblemLog(strict=strict)
+        self.transform = transform
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        split_dir = self.root / split
+        if not split_dir.is_dir():
+            raise DataError(f"{split_dir}: split folder does not exist (TJDR root is {self.root})")
+        self.records = find_records(split_dir, annotation, self.problems)
+        if names is not None:
+            wanted = set(names)
+            self.records = [r for r in self.records if r.name in wanted]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load_raw(self, record: TJDRRecord) -> tuple[np.ndarray, np.ndarray]:
+        """Read one record's full-resolution image and ``(H, W, 4)`` mask."""
+        image = read_rgb(record.image)
+        if record.annotation.suffix == ".json":
+            mask = self._labelme_mask(record.annotation, image.shape[:2])
+        else:
+            mask = read_release_mask(record.annotation)
+        if mask.shape[:2] != image.shape[:2]:
+            raise DataError(
+                f"{record.annotation}: mask size {mask.shape[1::-1]} differs from image "
+                f"{record.image} {image.shape[1::-1]}"
+            )
+        return image, mask
+
+    def _labelme_mask(self, path: Path, shape: tuple[int, int]) -> np.ndarray:
+        from multitask_dr.datasets.labelme import rasterize_annotation, read_labelme
+
+        parsed = read_labelme(path, label_map=self.label_map, problems=self.problems)
+        if parsed is None:
+            raise DataError(f"{path}: unreadable Labelme file (see the problems above)")
+        return rasterize_annotation(parsed, height=shape[0], width=shape[1])
+
+    def cache_key(self, record: TJDRRecord) -> str:
+        """Cache key: content of both files plus every setting that changes the output."""
+        settings = f"{self.image_size}|{self.crop_fov}|{sorted(self.label_map.items())}"
+        return f"{record.name}-{file_digest(record.image, record.annotation)}-" + hashlib.sha1(
+            settings.encode()
+        ).hexdigest()[:8]
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed (FOV-cropped, resized) image and mask, through the cache when set."""
+        record = self.records[index]
+        cached = None
+        if self.cache_dir is not None:
+            cached = self.cache_dir / f"{self.cache_key(record)}.npz"
+            if cached.exists():
+                with np.load(cached) as stored:
+                    return stored["image"], stored["mask"]
+        image, mask = self.load_raw(record)
+        image, mask = crop_and_resize(image, mask, self.image_size, self.crop_fov)
+        assert mask is not None
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            # Write-then-rename so a crash (or a parallel worker) never leaves half a file.
+            tmp = cached.with_suffix(f".{id(self)}.tmp.npz")
+            np.savez(tmp, image=image, mask=mask)
+            tmp.replace(cached)
+        return image, mask
+
+    def verify(self) -> None:
+        """Decode every sample once (filling the cache) and drop the unreadable ones.
+
+        In strict mode the first bad file raises; otherwise each is reported and skipped, so a
+        truncated image or a mask with a foreign palette index costs that sample only.
+        """
+        kept = []
+        for index, record in enumerate(self.records):
+            try:
+                self.load(index)
+            except DataError as error:
+                self.problems.report(record.image, str(error), "sample")
+            else:
+                kept.append(record)
+        self.records = kept
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        image, mask = self.load(index)
+        sample: dict[str, Any] = {"image": image, "mask": mask, "grade": record.grade}
+        sample["name"] = record.name
+        return self.transform(sample) if self.transform is not None else sample

@@ -1,0 +1,157 @@
+"""The multitask network: one smp encoder, an smp lesion decoder and a grade head."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import Tensor, nn
+
+from multitask_dr.lesions import NUM_GRADES, NUM_LESIONS
+from multitask_dr.models.heads import Conditioning, GradeHead
+from multitask_dr.models.ordinal import GradeOutput
+
+DECODERS: dict[str, str] = {
+    "unet": "Unet",
+    "unetplusplus": "UnetPlusPlus",
+    "fpn": "FPN",
+    "deeplabv3plus": "DeepLabV3Plus",
+}
+
+
+def build_segmentation_model(
+    decoder: str,
+    encoder_name: str,
+    encoder_weights: str | None,
+    num_lesions: int,
+    decoder_channels: Sequence[int] | None = None,
+) -> smp.base.SegmentationModel:
+    """An smp model whose encoder, decoder and segmentation head we reuse.
+
+    Args:
+        decoder: ``unet``, ``unetplusplus``, ``fpn`` or ``deeplabv3plus``.
+        encoder_name: Any smp encoder, including timm's ``tu-*``.
+        encoder_weights: smp's name for pretrained weights (``imagenet``; needs the network or
+            a filled HF cache) or ``None`` for random initialisation.
+        num_lesions: Output channels of the lesion maps.
+        decoder_channels: Decoder widths for Unet/Unet++ (``None``: smp's default).
+    """
+    key = decoder.lower().replace("_", "").replace("-", "").replace("+", "plus")
+    if key not in DECODERS:
+        raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
+    kwargs: dict[str, object] = {}
+    if decoder_channels is not None and key in ("unet", "unetplusplus"):
+        kwargs["decoder_channels"] = list(decoder_channels)
+    if encoder_weights is not None and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise RuntimeError(
+            f"encoder_weights={encoder_weights!r} needs a download but HF_HUB_OFFLINE=1; use "
+            "encoder_weights=null with encoder_checkpoint=<local file> instead"
+        )
+    return smp.create_model(
+        DECODERS[key],
+        encoder_name=encoder_name,
+        encoder_weights=encoder_weights,
+        classes=num_lesions,
+        **kwargs,
+    )
+
+
+def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
+    """Load a local state dict into the encoder (keys may carry an ``encoder.`` prefix).
+
+    Raises:
+        FileNotFoundError: When ``path`` does not exist.
+        RuntimeError: When no key matches the encoder.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"encoder checkpoint {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    for prefix in ("model.encoder.", "net.encoder.", "encoder."):
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            break
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if len(missing) == len(encoder.state_dict()):
+        raise RuntimeError(f"{path}: no parameter matches the encoder (unexpected: {unexpected[:5]})")
+
+
+class MultiTaskNet(nn.Module):
+    """Shared encoder, lesion decoder (4 sigmoid maps) and a grade head.
+
+    Args:
+        encoder_name: smp encoder name (e.g. ``resnet18``, ``tu-test_resnet``).
+        decoder: ``unet``, ``unetplusplus``, ``fpn`` or ``deeplabv3plus``.
+        encoder_weights: smp pretrained-weights name or ``None``.
+        encoder_checkpoint: Local state-dict file loaded into the encoder.
+        decoder_channels: Decoder widths (Unet/Unet++).
+        conditioning: How the grade head sees the lesion maps (see ``models.heads``).
+        grade_output: ``softmax`` or ``coral``.
+        detach_lesions: Stop the grade loss's gradient into the lesion maps, so lesion maps are
+            shaped by segmentation labels only and stay lesion maps.
+        head_hidden: Grade head MLP width.
+        head_dropout: Grade head dropout.
+        num_lesions: Lesion channels.
+        num_grades: Grades.
+    """
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet18",
+        decoder: str = "unet",
+        encoder_weights: str | None = None,
+        encoder_checkpoint: str | None = None,
+        decoder_channels: Sequence[int] | None = None,
+        conditioning: Conditioning = "none",
+        grade_output: GradeOutput = "softmax",
+        detach_lesions: bool = True,
+        head_hidden: int = 128,
+        head_dropout: float = 0.2,
+        num_lesions: int = NUM_LESIONS,
+        num_grades: int = NUM_GRADES,
+    ) -> None:
+        super().__init__()
+        model = build_segmentation_model(
+            decoder, encoder_name, encoder_weights, num_lesions, decoder_channels
+        )
+        self.encoder = model.encoder
+        self.decoder = model.decoder
+        self.segmentation_head = model.segmentation_head
+        if encoder_checkpoint:
+            load_encoder_checkpoint(self.encoder, encoder_checkpoint)
+        self.detach_lesions = detach_lesions
+        self.grade_head = GradeHead(
+            self.encoder.out_channels[-1],
+            num_lesions,
+            num_grades,
+            conditioning,
+            grade_output,
+            head_hidden,
+            head_dropout,
+        )
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        """Run all parts.
+
+        Args:
+            image: ``(B, 3, H, W)`` normalised images.
+
+        Returns:
+            ``lesion_logits`` ``(B, L, H, W)``, ``grade_logits``, and ``contributions``
+            ``(B, L, ·)`` when the head decomposes exactly.
+        """
+        features = self.encoder(image)
+        lesion_logits = self.segmentation_head(self.decoder(features))
+        probs = torch.sigmoid(lesion_logits)
+        if self.detach_lesions:
+            probs = probs.detach()
+        deep = features[-1]
+        grade_logits, contributions = self.grade_head(deep.mean(dim=(2, 3)), deep, probs)
+        out = {"lesion_logits": lesion_logits, "grade_logits": grade_logits}
+        if contributions is not None:
+            out["contributions"] = contributions
+        return out

@@ -1,0 +1,99 @@
+"""Grade outputs: plain softmax or CORAL cumulative-link (rank-consistent ordinal).
+
+CORAL (Cao, Mirjalili & Raschka 2020) predicts ``G - 1`` logits ``P(grade > k)`` that share one
+weight vector and differ only in their bias, so the cumulative probabilities never cross.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+GradeOutput = Literal["softmax", "coral"]
+
+
+def num_outputs(num_grades: int, output: GradeOutput) -> int:
+    """Logits a head must produce for ``output``."""
+    return num_grades - 1 if output == "coral" else num_grades
+
+
+class CoralLayer(nn.Module):
+    """Shared-weight linear layer with ``G - 1`` ordered biases.
+
+    Args:
+        in_features: Input width.
+        num_grades: Number of ordered grades ``G``.
+    """
+
+    def __init__(self, in_features: int, num_grades: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, 1, bias=False)
+        self.bias = nn.Parameter(torch.linspace(1.0, -1.0, num_grades - 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_features)`` -> ``(B, G - 1)`` cumulative logits."""
+        return self.linear(x) + self.bias
+
+
+def output_layer(in_features: int, num_grades: int, output: GradeOutput) -> nn.Module:
+    """The last layer of a grade head for ``output``."""
+    if output == "coral":
+        return CoralLayer(in_features, num_grades)
+    return nn.Linear(in_features, num_grades)
+
+
+def coral_targets(grades: Tensor, num_grades: int) -> Tensor:
+    """Grades ``(B,)`` -> binary ``(B, G - 1)`` targets ``[grade > k]``."""
+    thresholds = torch.arange(num_grades - 1, device=grades.device)
+    return (grades.unsqueeze(1) > thresholds).float()
+
+
+def grade_probabilities(logits: Tensor, output: GradeOutput) -> Tensor:
+    """Class probabilities ``(B, G)`` from a head's logits."""
+    if output == "softmax":
+        return logits.softmax(dim=-1)
+    above = torch.sigmoid(logits)  # P(grade > k), k = 0..G-2
+    ones = torch.ones_like(above[:, :1])
+    zeros = torch.zeros_like(above[:, :1])
+    cumulative = torch.cat([ones, above, zeros], dim=1)
+    # Rank consistency makes these non-negative in exact arithmetic; clamp float noise.
+    return (cumulative[:, :-1] - cumulative[:, 1:]).clamp_min(0)
+
+
+def grade_loss(
+    logits: Tensor,
+    grades: Tensor,
+    output: GradeOutput,
+    class_weights: Tensor | None = None,
+    label_smoothing: float = 0.0,
+    focal_gamma: float = 0.0,
+) -> Tensor:
+    """Grading loss for the chosen output.
+
+    Args:
+        logits: Head output ``(B, G)`` or ``(B, G - 1)``.
+        grades: Integer grades ``(B,)``.
+        output: ``softmax`` (cross-entropy / focal) or ``coral`` (binary cross-entropy per rank).
+        class_weights: Per-grade weights (focal alpha), ``(G,)``.
+        label_smoothing: Cross-entropy label smoothing (softmax only).
+        focal_gamma: Focal-loss exponent; 0 gives plain cross-entropy.
+
+    Returns:
+        The mean loss.
+    """
+    if output == "coral":
+        targets = coral_targets(grades, logits.shape[1] + 1)
+        losses = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1)
+        if class_weights is not None:
+            losses = losses * class_weights[grades]
+        return losses.mean()
+    ce = F.cross_entropy(logits, grades, reduction="none", label_smoothing=label_smoothing)
+    if focal_gamma > 0:
+        p_true = logits.softmax(-1).gather(1, grades[:, None]).squeeze(1)
+        ce = ce * (1 - p_true).pow(focal_gamma)
+    if class_weights is not None:
+        ce = ce * class_weights[grades]
+    return ce.mean()

@@ -1,0 +1,335 @@
+"""The one task: joint lesion segmentation and DR grading.
+
+It owns the losses, the metrics and the logging, and builds its network from plain
+hyper-parameters in ``configure_*`` methods so a checkpoint reloads from its own config.
+
+Batches are dicts with ``image`` and whichever labels the source has: ``mask`` (lesion maps,
+``255`` = not scored) and/or ``grade`` (``-1`` = unknown). A training batch from
+:class:`~multitask_dr.datamodules.joint.JointDataModule` is a dict of such batches, one per
+source; each source is run through the network at its own resolution and the losses are summed.
+
+Metric rules (see README, "Metrics"): per-lesion Dice and IoU are computed from true/false
+positives accumulated over the whole evaluation set at threshold 0.5; a lesion type absent from
+both the labels and the predictions of the whole set scores NaN and is left out of the mean.
+AUPR is torchmetrics' average precision over 200 thresholds; a lesion type with no positive
+pixel scores NaN and is left out of the mean. ``val/score`` (used for checkpoint selection) is the
+mean of the headline metrics available: lesion mAUPR and grade QWK.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassCohenKappa,
+    MulticlassConfusionMatrix,
+    MulticlassRecall,
+    MultilabelAveragePrecision,
+    MultilabelStatScores,
+)
+
+from multitask_dr.lesions import IGNORE_INDEX, LESIONS, NUM_GRADES, NUM_LESIONS
+from multitask_dr.models.heads import Conditioning
+from multitask_dr.models.network import MultiTaskNet
+from multitask_dr.models.ordinal import GradeOutput, grade_loss, grade_probabilities
+
+LossWeighting = Literal["fixed", "uncertainty"]
+
+
+def split_sources(batch: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{source: batch}`` for a joint batch, ``{"batch": batch}`` for a single-source one."""
+    if "image" in batch:
+        return {"batch": batch}
+    return {name: part for name, part in batch.items() if part is not None}
+
+
+class MultiTaskDR(LightningModule):
+    """Lesion segmentation + DR grading with a shared encoder.
+
+    Args:
+        encoder: smp encoder name (``resnet18``, ``efficientnet-b0``, ``tu-test_resnet``, ...).
+        decoder: ``unet``, ``unetplusplus``, ``fpn`` or ``deeplabv3plus``.
+        encoder_weights: smp pretrained-weights name (needs a download) or ``None``.
+        encoder_checkpoint: Local state-dict file for the encoder (offline pretraining).
+        decoder_channels: Decoder widths for Unet/Unet++ (``None``: smp's default).
+        conditioning: Grade head conditioning: ``none``, ``stats``, ``lesion_pooled`` or
+            ``bottleneck`` (see ``multitask_dr.models.heads``).
+        grade_output: ``softmax`` or ``coral`` (ordinal cumulative link).
+        detach_lesions: Stop the grade loss's gradient into the lesion maps.
+        head_hidden: Grade head MLP width.
+        head_dropout: Grade head dropout.
+        seg_weight: Weight of the segmentation loss (``fixed`` weighting).
+        grade_weight: Weight of the grading loss (``fixed`` weighting).
+        loss_weighting: ``fixed`` or ``uncertainty`` (learned per-task log variances,
+            Kendall et al. 2018).
+        dice_weight: Share of Dice in the segmentation loss (the rest is BCE).
+        pos_weight: BCE weight of lesion pixels (lesions are a tiny share of the image).
+        grade_class_weights: Per-grade loss weights (focal alpha), or ``None``.
+        label_smoothing: Cross-entropy label smoothing.
+        focal_gamma: Focal-loss exponent for grading (0 = cross-entropy).
+        lr: Peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_epochs: Linear warm-up epochs before cosine decay.
+    """
+
+    def __init__(
+        self,
+        encoder: str = "resnet18",
+        decoder: str = "unet",
+        encoder_weights: str | None = None,
+        encoder_checkpoint: str | None = None,
+        decoder_channels: list[int] | None = None,
+        conditioning: Conditioning = "none",
+        grade_output: GradeOutput = "softmax",
+        detach_lesions: bool = True,
+        head_hidden: int = 128,
+        head_dropout: float = 0.2,
+        seg_weight: float = 1.0,
+        grade_weight: float = 1.0,
+        loss_weighting: LossWeighting = "fixed",
+        dice_weight: float = 0.5,
+        pos_weight: float = 1.0,
+        grade_class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,
+        focal_gamma: float = 0.0,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        warmup_epochs: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.configure_network()
+        self.configure_losses()
+        self.configure_metrics()
+
+    # ------------------------------------------------------------------ building
+    def configure_network(self) -> None:
+        """Build the network from the hyper-parameters."""
+        hp = self.hparams
+        self.net = MultiTaskNet(
+            encoder_name=hp.encoder,
+            decoder=hp.decoder,
+            encoder_weights=hp.encoder_weights,
+            encoder_checkpoint=hp.encoder_checkpoint,
+            decoder_channels=hp.decoder_channels,
+            conditioning=hp.conditioning,
+            grade_output=hp.grade_output,
+            detach_lesions=hp.detach_lesions,
+            head_hidden=hp.head_hidden,
+            head_dropout=hp.head_dropout,
+        )
+
+    def configure_losses(self) -> None:
+        """Dice + BCE for lesions, (focal) cross-entropy or CORAL for grades."""
+        hp = self.hparams
+        self.dice_loss = smp.losses.DiceLoss(
+            "multilabel", from_logits=True, ignore_index=IGNORE_INDEX
+        )
+        weights = hp.grade_class_weights
+        if weights is not None and len(weights) != NUM_GRADES:
+            raise ValueError(f"grade_class_weights needs {NUM_GRADES} values, got {len(weights)}")
+        self.register_buffer(
+            "grade_class_weights",
+            None if weights is None else torch.tensor(weights, dtype=torch.float32),
+            persistent=False,
+        )
+        # Learned log-variances; unused (and frozen) under fixed weighting.
+        self.log_vars = nn.Parameter(
+            torch.zeros(2), requires_grad=hp.loss_weighting == "uncertainty"
+        )
+
+    def configure_metrics(self) -> None:
+        """One metric set per evaluation stage (Lightning keeps their states apart)."""
+        self.metrics = nn.ModuleDict()
+        for stage in ("val", "test"):
+            self.metrics[f"{stage}_seg_stats"] = MultilabelStatScores(
+                NUM_LESIONS, threshold=0.5, average=None, ignore_index=IGNORE_INDEX
+            )
+            self.metrics[f"{stage}_seg_aupr"] = MultilabelAveragePrecision(
+                NUM_LESIONS, average=None, thresholds=200, ignore_index=IGNORE_INDEX
+            )
+            self.metrics[f"{stage}_grade"] = MetricCollection(
+                {
+                    "acc": MulticlassAccuracy(NUM_GRADES, average="micro"),
+                    "auc": MulticlassAUROC(NUM_GRADES, average="macro"),
+                    "qwk": MulticlassCohenKappa(NUM_GRADES, weights="quadratic"),
+                    "recall": MulticlassRecall(NUM_GRADES, average=None),
+                    "confusion": MulticlassConfusionMatrix(NUM_GRADES),
+                }
+            )
+        self._seen: dict[str, set[str]] = {}
+
+    # ------------------------------------------------------------------ forward & losses
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        """Network outputs plus ``lesion_probs`` and ``grade_probs``."""
+        out = self.net(image)
+        out["lesion_probs"] = torch.sigmoid(out["lesion_logits"])
+        out["grade_probs"] = grade_probabilities(out["grade_logits"], self.hparams.grade_output)
+        return out
+
+    def segmentation_loss(self, logits: Tensor, mask: Tensor) -> Tensor:
+        """Dice + BCE over scored pixels."""
+        hp = self.hparams
+        valid = mask != IGNORE_INDEX
+        target = (mask == 1).float()
+        bce = F.binary_cross_entropy_with_logits(
+            logits, target, reduction="none",
+            pos_weight=torch.tensor(hp.pos_weight, device=logits.device),
+        )
+        bce = (bce * valid).sum() / valid.sum().clamp_min(1)
+        dice = self.dice_loss(logits, mask.long())
+        return hp.dice_weight * dice + (1 - hp.dice_weight) * bce
+
+    def combine(self, seg: Tensor | None, grade: Tensor | None) -> Tensor:
+        """Weighted sum of the task losses that are present."""
+        hp = self.hparams
+        total = torch.zeros((), device=self.device)
+        for i, (loss, weight) in enumerate(((seg, hp.seg_weight), (grade, hp.grade_weight))):
+            if loss is None:
+                continue
+            if hp.loss_weighting == "uncertainty":
+                total = total + torch.exp(-self.log_vars[i]) * loss + self.log_vars[i]
+            else:
+                total = total + weight * loss
+        return total
+
+    def source_losses(
+        self, batch: dict[str, Any], out: dict[str, Tensor]
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """Segmentation and grading loss of one source batch (``None`` where unlabelled)."""
+        seg = None
+        if "mask" in batch:
+            seg = self.segmentation_loss(out["lesion_logits"], batch["mask"])
+        grade = None
+        graded = batch["grade"] >= 0
+        if graded.any():
+            grade = grade_loss(
+                out["grade_logits"][graded],
+                batch["grade"][graded],
+                self.hparams.grade_output,
+                self.grade_class_weights,
+                self.hparams.label_smoothing,
+                self.hparams.focal_gamma,
+            )
+        return seg, grade
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Sum the losses of every source in the batch."""
+        seg_losses, grade_losses = [], []
+        for name, part in split_sources(batch).items():
+            seg, grade = self.source_losses(part, self(part["image"]))
+            size = len(part["image"])
+            if seg is not None:
+                seg_losses.append(seg)
+                self.log(f"train/{name}/seg_loss", seg, batch_size=size)
+            if grade is not None:
+                grade_losses.append(grade)
+                self.log(f"train/{name}/grade_loss", grade, batch_size=size)
+        seg = torch.stack(seg_losses).mean() if seg_losses else None
+        grade = torch.stack(grade_losses).mean() if grade_losses else None
+        loss = self.combine(seg, grade)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(next(iter(
+            split_sources(batch).values()))["image"]))
+        return loss
+
+    def evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        """Update the stage's metrics and log its loss."""
+        for part in split_sources(batch).values():
+            out = self(part["image"])
+            seg, grade = self.source_losses(part, out)
+            size = len(part["image"])
+            seen = self._seen.setdefault(stage, set())
+            if seg is not None:
+                seen.add("seg")
+                mask = part["mask"].long()
+                self.metrics[f"{stage}_seg_stats"].update(out["lesion_probs"], mask)
+                self.metrics[f"{stage}_seg_aupr"].update(out["lesion_probs"], mask)
+                self.log(f"{stage}/seg_loss", seg, batch_size=size, add_dataloader_idx=False)
+            graded = part["grade"] >= 0
+            if grade is not None:
+                seen.add("grade")
+                self.metrics[f"{stage}_grade"].update(
+                    out["grade_probs"][graded], part["grade"][graded]
+                )
+                self.log(f"{stage}/grade_loss", grade, batch_size=int(graded.sum()),
+                         add_dataloader_idx=False)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Accumulate validation metrics."""
+        self.evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Accumulate test metrics."""
+        self.evaluate(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Lesion and grade probabilities (and contributions) for each image."""
+        out = self(batch["image"])
+        keep = ("lesion_probs", "grade_probs", "contributions")
+        return {"name": batch.get("name")} | {k: v for k, v in out.items() if k in keep}
+
+    # ------------------------------------------------------------------ epoch ends
+    def compute_metrics(self, stage: str) -> dict[str, Tensor]:
+        """Compute, name and reset the stage's metrics."""
+        results: dict[str, Tensor] = {}
+        seen = self._seen.pop(stage, set())
+        headline = []
+        if "seg" in seen:
+            stats = self.metrics[f"{stage}_seg_stats"].compute().float()  # (L, 5): tp fp tn fn sup
+            tp, fp, fn = stats[:, 0], stats[:, 1], stats[:, 3]
+            dice = torch.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), torch.nan)
+            iou = torch.where(tp + fp + fn > 0, tp / (tp + fp + fn), torch.nan)
+            aupr = self.metrics[f"{stage}_seg_aupr"].compute().float()
+            aupr = torch.where(tp + fn > 0, aupr, torch.nan)
+            for name, values in (("dice", dice), ("iou", iou), ("aupr", aupr)):
+                for lesion, value in zip(LESIONS, values, strict=True):
+                    results[f"{stage}/seg/{name}_{lesion}"] = value
+                results[f"{stage}/seg/{name}_mean"] = values.nanmean()
+            headline.append(results[f"{stage}/seg/aupr_mean"])
+        if "grade" in seen:
+            grade = self.metrics[f"{stage}_grade"].compute()
+            for name in ("acc", "auc", "qwk"):
+                results[f"{stage}/grade/{name}"] = grade[name].float()
+            for g, value in enumerate(grade["recall"]):
+                results[f"{stage}/grade/recall_{g}"] = value.float()
+            self.confusion = grade["confusion"].detach().cpu()
+            headline.append(results[f"{stage}/grade/qwk"])
+        if headline:
+            results[f"{stage}/score"] = torch.stack(headline).nanmean()
+        for key in (f"{stage}_seg_stats", f"{stage}_seg_aupr", f"{stage}_grade"):
+            self.metrics[key].reset()
+        return results
+
+    def on_validation_epoch_end(self) -> None:
+        """Log validation metrics."""
+        self.log_dict(self.compute_metrics("val"))
+
+    def on_test_epoch_end(self) -> None:
+        """Log test metrics."""
+        self.log_dict(self.compute_metrics("test"))
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW with linear warm-up then cosine decay, stepped per epoch."""
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer else 1
+        warmup = min(hp.warmup_epochs, epochs - 1)
+
+        def factor(epoch: int) -> float:
+            if epoch < warmup:
+                return (epoch + 1) / (warmup + 1)
+            progress = (epoch - warmup) / max(epochs - warmup, 1)
+            return 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -55,12 +55,13 @@ def grade_probabilities(logits: Tensor, output: GradeOutput) -> Tensor:
     """Class probabilities ``(B, G)`` from a head's logits."""
     if output == "softmax":
         return logits.softmax(dim=-1)
-    above = torch.sigmoid(logits)  # P(grade > k), k = 0..G-2
+    # P(grade > k), k = 0..G-2. CORAL's ordered biases make it non-increasing once trained;
+    # the running minimum enforces that at any point so the result is always a distribution.
+    above = torch.cummin(torch.sigmoid(logits), dim=1).values
     ones = torch.ones_like(above[:, :1])
     zeros = torch.zeros_like(above[:, :1])
     cumulative = torch.cat([ones, above, zeros], dim=1)
-    # Rank consistency makes these non-negative in exact arithmetic; clamp float noise.
-    return (cumulative[:, :-1] - cumulative[:, 1:]).clamp_min(0)
+    return cumulative[:, :-1] - cumulative[:, 1:]
 
 
 def grade_loss(

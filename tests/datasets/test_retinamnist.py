@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from multitask_dr.datasets.problems import DataError
+from multitask_dr.datasets.retinamnist import RetinaMNISTDataset, npz_path
+from tests.conftest import shared_path
+
+
+def write_npz(path, n=(6, 3, 4), size=28, drop=None, dtype=np.uint8):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, count in zip(("train", "val", "test"), n, strict=True):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (count, size, size, 3)).astype(dtype)
+        arrays[f"{split}_labels"] = rng.integers(0, 5, (count, 1)).astype(np.uint8)
+    if drop:
+        arrays.pop(drop)
+    np.savez(path, **arrays)
+
+
+def test_real_file_official_splits():
+    root = shared_path("retinamnist")
+    sizes = {s: len(RetinaMNISTDataset(root, s)) for s in ("train", "val", "test")}
+    assert sizes == {"train": 1080, "val": 120, "test": 400}
+    sample = RetinaMNISTDataset(root, "test")[0]
+    assert sample["image"].shape == (28, 28, 3) and sample["image"].dtype == np.uint8
+    assert 0 <= sample["grade"] <= 4
+    grades = RetinaMNISTDataset(root, "train").grades
+    assert set(np.unique(grades)) == {0, 1, 2, 3, 4}
+
+
+def test_small_file_is_not_blocked_by_medmnists_length_check(tmp_path):
+    write_npz(tmp_path / "retinamnist_64.npz", size=64)
+    dataset = RetinaMNISTDataset(tmp_path, "val", size=64)
+    assert len(dataset) == 3
+    assert dataset[2]["image"].shape == (64, 64, 3)
+
+
+def test_missing_file_names_the_expected_path(tmp_path):
+    with pytest.raises(DataError, match="retinamnist_128.npz"):
+        RetinaMNISTDataset(tmp_path, "train", size=128)
+
+
+def test_npz_without_expected_keys_is_named(tmp_path):
+    write_npz(tmp_path / "retinamnist.npz", drop="val_labels")
+    with pytest.raises(DataError, match=r"retinamnist\.npz.*val_labels"):
+        RetinaMNISTDataset(tmp_path, "train")
+
+
+def test_wrong_dtype_and_broken_file(tmp_path):
+    write_npz(tmp_path / "retinamnist.npz", dtype=np.float32)
+    with pytest.raises(DataError, match="float32"):
+        RetinaMNISTDataset(tmp_path, "train")
+    (tmp_path / "retinamnist.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable npz"):
+        RetinaMNISTDataset(tmp_path, "train")
+
+
+def test_unknown_size_is_rejected():
+    with pytest.raises(ValueError, match="28, 64, 128, 224"):
+        npz_path(".", 32)

@@ -1,0 +1,129 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from multitask_dr.datasets.problems import DataError
+from multitask_dr.datasets.tjdr import TJDRDataset, read_release_mask, release_mask_to_channels
+from multitask_dr.lesions import LESIONS, RELEASE_INDEX, RELEASE_PALETTE
+from tests.conftest import shared_path
+
+
+def palette_png(path: Path, index_mask: np.ndarray) -> None:
+    image = Image.fromarray(index_mask.astype(np.uint8), mode="P")
+    image.putpalette([v for rgb in RELEASE_PALETTE for v in rgb] + [0] * (768 - 15))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def rgb_png(path: Path, size=(40, 40)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*size, 3), 120, np.uint8)).save(path)
+
+
+def make_release(root: Path, n: int = 3) -> None:
+    for i in range(1, n + 1):
+        rgb_png(root / "train" / "image" / f"{i:03d}.png")
+        index = np.zeros((40, 40), np.uint8)
+        index[5:10, 5:10] = i % 5
+        palette_png(root / "train" / "annotation" / f"{i:03d}.png", index)
+
+
+def test_release_indices_are_remapped_to_project_order():
+    index = np.array([[0, 1, 2], [3, 4, 0]])
+    channels = release_mask_to_channels(index)
+    for name, value in RELEASE_INDEX.items():
+        assert channels[..., LESIONS.index(name)].tolist() == (index == value).tolist()
+    with pytest.raises(DataError, match=r"x\.png.*\[7\]"):
+        release_mask_to_channels(np.array([[7]]), "x.png")
+
+
+def test_real_sample_masks_equal_png_indices():
+    root = shared_path("tjdr_sample")
+    dataset = TJDRDataset(root, "train", image_size=None, crop_fov=False)
+    assert [r.name for r in dataset.records] == ["001", "002", "003", "004"]
+    for i, record in enumerate(dataset.records):
+        index = np.asarray(Image.open(record.annotation))
+        sample = dataset[i]
+        assert sample["image"].shape == (*index.shape, 3)
+        for name, value in RELEASE_INDEX.items():
+            assert np.array_equal(sample["mask"][..., LESIONS.index(name)], index == value)
+        assert sample["grade"] == -1  # TJDR ships no grades
+    assert len(TJDRDataset(root, "test")) == 2
+
+
+def test_real_sample_preprocessed_keeps_every_lesion_type():
+    root = shared_path("tjdr_sample")
+    dataset = TJDRDataset(root, "train", image_size=256)
+    full = TJDRDataset(root, "train", image_size=None, crop_fov=False)
+    for i in range(len(dataset)):
+        small, big = dataset[i]["mask"], full[i]["mask"]
+        assert small.shape == (256, 256, 4)
+        assert (small.reshape(-1, 4).max(0) == big.reshape(-1, 4).max(0)).all()
+
+
+def test_missing_partner_and_size_mismatch_are_reported_and_skipped(tmp_path):
+    make_release(tmp_path)
+    (tmp_path / "train" / "annotation" / "002.png").unlink()
+    rgb_png(tmp_path / "train" / "image" / "003.png", size=(50, 40))
+    palette_png(tmp_path / "train" / "annotation" / "009.png", np.zeros((4, 4)))
+    dataset = TJDRDataset(tmp_path, "train")
+    assert [r.name for r in dataset.records] == ["001"]
+    text = dataset.problems.summary()
+    assert "002.png: no annotation found" in text
+    assert "003.png" in text and "differs from its image" in text
+    assert "009.png: annotation has no image" in text
+    with pytest.raises(DataError, match="002.png: no annotation found"):
+        TJDRDataset(tmp_path, "train", strict=True)
+
+
+def test_bad_palette_index_and_truncated_image_cost_one_sample(tmp_path):
+    make_release(tmp_path, n=4)
+    index = np.zeros((40, 40), np.uint8)
+    index[0, 0] = 9
+    palette_png(tmp_path / "train" / "annotation" / "002.png", index)
+    image_path = tmp_path / "train" / "image" / "003.png"
+    noise = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(image_path)
+    image_path.write_bytes(image_path.read_bytes()[:2000])  # truncated mid-stream
+    dataset = TJDRDataset(tmp_path, "train", cache_dir=tmp_path / "cache")
+    dataset.verify()
+    assert [r.name for r in dataset.records] == ["001", "004"]
+    text = dataset.problems.summary()
+    assert "002.png: palette index [9]" in text
+    assert "003.png" in text
+    strict = TJDRDataset(tmp_path, "train", strict=True)
+    with pytest.raises(DataError, match="002.png"):
+        strict.verify()
+
+
+def test_grades_csv_is_read_and_bad_rows_reported(tmp_path):
+    make_release(tmp_path)
+    (tmp_path / "train" / "grades.csv").write_text("image,grade\n001,3\n002,x\n003,7\n")
+    dataset = TJDRDataset(tmp_path, "train")
+    assert [r.grade for r in dataset.records] == [3, -1, -1]
+    assert len(dataset.problems) == 2
+
+
+def test_cache_is_reused_and_invalidated_by_content(tmp_path):
+    make_release(tmp_path, n=1)
+    cache = tmp_path / "cache"
+    dataset = TJDRDataset(tmp_path, "train", image_size=20, cache_dir=cache)
+    first = dataset[0]["mask"]
+    files = list(cache.glob("*.npz"))
+    assert len(files) == 1
+    assert np.array_equal(TJDRDataset(tmp_path, "train", image_size=20, cache_dir=cache)[0]["mask"], first)
+    index = np.zeros((40, 40), np.uint8)
+    index[20:30, 20:30] = RELEASE_INDEX["SE"]
+    palette_png(tmp_path / "train" / "annotation" / "001.png", index)
+    changed = TJDRDataset(tmp_path, "train", image_size=20, cache_dir=cache)[0]["mask"]
+    assert len(list(cache.glob("*.npz"))) == 2
+    assert changed[..., LESIONS.index("SE")].any() and not np.array_equal(changed, first)
+
+
+def test_missing_split_folder(tmp_path):
+    with pytest.raises(DataError, match="split folder does not exist"):
+        TJDRDataset(tmp_path, "train")
+    shutil.rmtree(tmp_path)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set-up command 1: environment + the main job on the embedded synthetic default.
+# Generates data/synthetic/ on first use, trains the joint model (configs/demo.yaml) and tests
+# the best checkpoint. W&B runs offline unless you are logged in (`wandb login`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup_env.sh
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+.venv/bin/multitask-dr fit --config configs/demo.yaml "$@"
+.venv/bin/multitask-dr test --config configs/demo.yaml --ckpt_path checkpoints/demo/best.ckpt "$@"

@@ -1,0 +1,116 @@
+import math
+import warnings
+
+import pytest
+import torch
+
+from multitask_dr.lesions import IGNORE_INDEX
+from multitask_dr.tasks.multitask import MultiTaskDR, split_sources
+
+TINY = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*self.trainer.*")
+        warnings.filterwarnings("ignore", message=".*self.log.*")
+        yield
+
+
+def seg_batch(n=2, size=64, grades=None):
+    mask = torch.zeros(n, 4, size, size, dtype=torch.uint8)
+    mask[:, 1, 10:20, 10:20] = 1
+    mask[:, :, :2] = IGNORE_INDEX
+    grade = torch.full((n,), -1) if grades is None else torch.tensor(grades)
+    return {"image": torch.randn(n, 3, size, size), "mask": mask, "grade": grade}
+
+
+def grade_batch(n=4, size=32):
+    return {"image": torch.randn(n, 3, size, size), "grade": torch.arange(n) % 5}
+
+
+def test_split_sources():
+    single = grade_batch()
+    assert split_sources(single) == {"batch": single}
+    joint = {"segmentation": seg_batch(), "grading": grade_batch()}
+    assert set(split_sources(joint)) == {"segmentation", "grading"}
+
+
+def test_losses_are_masked_by_the_labels_each_batch_has():
+    task = MultiTaskDR(**TINY)
+    seg_only = seg_batch()
+    seg, grade = task.source_losses(seg_only, task(seg_only["image"]))
+    assert seg is not None and grade is None
+    graded = grade_batch()
+    seg, grade = task.source_losses(graded, task(graded["image"]))
+    assert seg is None and grade is not None
+    partly = seg_batch(n=3, grades=[-1, 2, -1])
+    seg, grade = task.source_losses(partly, task(partly["image"]))
+    assert seg is not None and grade is not None
+
+
+def test_joint_training_step_updates_encoder_from_both_sources():
+    torch.manual_seed(0)
+    task = MultiTaskDR(**TINY, conditioning="stats")
+    joint = {"segmentation": seg_batch(), "grading": grade_batch()}
+    loss = task.training_step(joint, 0)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert task.net.segmentation_head[0].weight.grad.abs().sum() > 0
+    assert task.net.grade_head.net[0].weight.grad.abs().sum() > 0
+
+
+def test_ignored_pixels_do_not_change_the_segmentation_loss():
+    torch.manual_seed(0)
+    task = MultiTaskDR(**TINY).eval()
+    batch = seg_batch()
+    out = task(batch["image"])
+    a, _ = task.source_losses(batch, out)
+    out["lesion_logits"][:, :, :2] += 100.0  # only the ignored rows change
+    b, _ = task.source_losses(batch, out)
+    assert torch.isclose(a, b)
+
+
+def test_uncertainty_weighting_learns_log_variances():
+    task = MultiTaskDR(**TINY, loss_weighting="uncertainty")
+    total = task.combine(torch.tensor(2.0), torch.tensor(1.0))
+    assert task.log_vars.requires_grad
+    total.backward()
+    # d/ds (exp(-s) L + s) at s = 0 is 1 - L
+    assert task.log_vars.grad.tolist() == pytest.approx([-1.0, 0.0])
+    fixed = MultiTaskDR(**TINY, seg_weight=2.0, grade_weight=0.5)
+    assert fixed.combine(torch.tensor(2.0), None).item() == pytest.approx(4.0)
+
+
+def test_metrics_follow_the_absent_class_rule():
+    task = MultiTaskDR(**TINY)
+    probs = torch.zeros(1, 4, 8, 8)
+    mask = torch.zeros(1, 4, 8, 8, dtype=torch.long)
+    mask[0, 0, :4] = 1  # MA present and perfectly predicted
+    probs[0, 0, :4] = 0.9
+    probs[0, 2, 0, 0] = 0.8  # EX absent from labels but predicted: Dice 0
+    task.metrics["val_seg_stats"].update(probs, mask)
+    task.metrics["val_seg_aupr"].update(probs, mask)
+    task._seen["val"] = {"seg"}
+    results = task.compute_metrics("val")
+    assert results["val/seg/dice_MA"].item() == pytest.approx(1.0)
+    assert results["val/seg/dice_EX"].item() == 0.0
+    assert math.isnan(results["val/seg/dice_HE"].item())  # absent and not predicted
+    assert math.isnan(results["val/seg/aupr_EX"].item())  # no positive pixel
+    assert results["val/seg/dice_mean"].item() == pytest.approx(0.5)
+    assert results["val/score"].item() == pytest.approx(1.0)  # only AUPR(MA) is defined
+
+
+def test_grade_metrics_and_score():
+    task = MultiTaskDR(**TINY)
+    grades = torch.tensor([0, 1, 2, 3, 4, 4])
+    probs = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 3, 4, 3]), 5).float()
+    task.metrics["test_grade"].update(probs, grades)
+    task._seen["test"] = {"grade"}
+    results = task.compute_metrics("test")
+    assert results["test/grade/acc"].item() == pytest.approx(5 / 6)
+    assert 0.8 < results["test/grade/qwk"].item() < 1.0
+    assert results["test/grade/recall_4"].item() == pytest.approx(0.5)
+    assert results["test/score"] == results["test/grade/qwk"]
+    assert task.confusion[4, 3] == 1

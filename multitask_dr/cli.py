@@ -125,7 +125,17 @@ def main(args: list[str] | None = None) -> int:
             "description": "Joint DR lesion segmentation and grading. Configs: " + ", ".join(configs),
         },
     )
+    finish_wandb_run()
     return 0
+
+
+def finish_wandb_run() -> None:
+    """Close the W&B run, so the next in-process command (tests, notebooks) starts its own."""
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
 
 
 if __name__ == "__main__":

@@ -30,3 +30,14 @@ def shared_path(*parts: str) -> Path:
 def shared_data() -> Path:
     """The real sample data folder ``../shared/data`` (skips when absent)."""
     return shared_path()
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic TJDR + RetinaMNIST, written once per test session by the seeded generator."""
+    from multitask_dr.datasets.synthetic import write_retinamnist, write_tjdr
+
+    root = tmp_path_factory.mktemp("synthetic")
+    write_tjdr(root / "tjdr", n_train=10, n_test=4, size=96, seed=0)
+    write_retinamnist(root / "retinamnist", sizes=(28, 64), n_train=40, n_val=20, n_test=20, seed=0)
+    return root

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from lightning import LightningModule
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
@@ -156,6 +156,10 @@ class MultiTaskDR(LightningModule):
             self.metrics[f"{stage}_seg_aupr"] = MultilabelAveragePrecision(
                 NUM_LESIONS, average=None, thresholds=200, ignore_index=IGNORE_INDEX
             )
+            # Losses are averaged over every evaluation source here rather than with self.log,
+            # which refuses one key logged from two dataloaders.
+            self.metrics[f"{stage}_seg_loss"] = MeanMetric()
+            self.metrics[f"{stage}_grade_loss"] = MeanMetric()
             self.metrics[f"{stage}_grade"] = MetricCollection(
                 {
                     "acc": MulticlassAccuracy(NUM_GRADES, average="micro"),
@@ -253,15 +257,14 @@ class MultiTaskDR(LightningModule):
                 mask = part["mask"].long()
                 self.metrics[f"{stage}_seg_stats"].update(out["lesion_probs"], mask)
                 self.metrics[f"{stage}_seg_aupr"].update(out["lesion_probs"], mask)
-                self.log(f"{stage}/seg_loss", seg, batch_size=size, add_dataloader_idx=False)
+                self.metrics[f"{stage}_seg_loss"].update(seg, weight=size)
             graded = part["grade"] >= 0
             if grade is not None:
                 seen.add("grade")
                 self.metrics[f"{stage}_grade"].update(
                     out["grade_probs"][graded], part["grade"][graded]
                 )
-                self.log(f"{stage}/grade_loss", grade, batch_size=int(graded.sum()),
-                         add_dataloader_idx=False)
+                self.metrics[f"{stage}_grade_loss"].update(grade, weight=int(graded.sum()))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         """Accumulate validation metrics."""
@@ -295,6 +298,7 @@ class MultiTaskDR(LightningModule):
                     results[f"{stage}/seg/{name}_{lesion}"] = value
                 results[f"{stage}/seg/{name}_mean"] = values.nanmean()
             headline.append(results[f"{stage}/seg/aupr_mean"])
+            results[f"{stage}/seg_loss"] = self.metrics[f"{stage}_seg_loss"].compute()
         if "grade" in seen:
             grade = self.metrics[f"{stage}_grade"].compute()
             for name in ("acc", "auc", "qwk"):
@@ -303,10 +307,12 @@ class MultiTaskDR(LightningModule):
                 results[f"{stage}/grade/recall_{g}"] = value.float()
             self.confusion = grade["confusion"].detach().cpu()
             headline.append(results[f"{stage}/grade/qwk"])
+            results[f"{stage}/grade_loss"] = self.metrics[f"{stage}_grade_loss"].compute()
         if headline:
             results[f"{stage}/score"] = torch.stack(headline).nanmean()
-        for key in (f"{stage}_seg_stats", f"{stage}_seg_aupr", f"{stage}_grade"):
-            self.metrics[key].reset()
+        for key, metric in self.metrics.items():
+            if key.startswith(f"{stage}_"):
+                metric.reset()
         return results
 
     def on_validation_epoch_end(self) -> None:

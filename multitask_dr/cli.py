@@ -120,7 +120,7 @@ def main(args: list[str] | None = None) -> int:
         subclass_mode_data=True,
         save_config_callback=WandbSaveConfig,
         save_config_kwargs={"overwrite": True},
-        args=argv,
+        args=None if args is None else argv,  # None: LightningCLI reads sys.argv itself
         parser_kwargs={
             "description": "Joint DR lesion segmentation and grading. Configs: " + ", ".join(configs),
         },

@@ -8,8 +8,10 @@ files with ``description`` and ``mask`` shapes.
 How each ``shape_type`` becomes an area (pixel coordinates, ``x`` = column):
 
 * ``polygon`` (and a missing ``shape_type``), ``oriented_rectangle`` (4 points): the polygon.
-  Self-intersecting polygons are repaired with ``shapely.make_valid`` (a bow-tie keeps both
-  lobes); collinear ones have no area and are reported as degenerate.
+  Self-intersecting polygons are repaired with ``shapely.make_valid`` (structure method: all
+  the outline encloses is kept, a bow-tie keeps both lobes; see
+  :func:`~.rasterize.make_polygonal`); collinear ones have no area and are reported as
+  degenerate.
 * ``rectangle``: the axis-aligned box spanned by its 2 corner points.
 * ``circle``: the disc through the rim point (2 points: centre, rim).
 * ``point``: a disc of ``point_radius`` px (Labelme's own converter draws radius 5).

@@ -47,11 +47,15 @@ _EMPTY: Final[MultiPolygon] = MultiPolygon()
 def make_polygonal(geometry: BaseGeometry) -> Polygon | MultiPolygon:
     """Return the valid, polygonal part of a geometry.
 
-    ``shapely.is_valid`` is checked first because ``shapely.make_valid`` is slow (~70 ms on a
-    pathological polygon, ~0.01 ms to confirm a valid one). A self-intersecting bow-tie becomes
-    a MultiPolygon keeping both lobes at full area. ``buffer(0)`` is never used: it silently
-    drops a lobe. Parts ``make_valid`` turns into lines or points (collinear vertices, spikes)
-    have no area and are dropped, so a wholly degenerate polygon comes back empty.
+    ``shapely.is_valid`` is checked first because ``shapely.make_valid`` is slow (~0.005 ms to
+    confirm a valid polygon, 0.4-70 ms to repair one). Repair uses
+    ``make_valid(method="structure", keep_collapsed=False)``: everything the outline encloses
+    is kept, so a bow-tie becomes a MultiPolygon with both lobes at full area and a loop where a
+    hand-drawn outline crosses itself stays filled. The default ``"linework"`` method punches a
+    hole wherever an outline winds twice and was 14x slower on our synthetic lesions (5 ms vs
+    0.36 ms per self-intersecting polygon). ``buffer(0)`` is never used: it silently drops a
+    lobe. Collapsed parts (collinear vertices, spikes) have no area and are dropped, so a
+    wholly degenerate polygon comes back empty.
 
     Args:
         geometry: Any shapely geometry.
@@ -62,7 +66,7 @@ def make_polygonal(geometry: BaseGeometry) -> Polygon | MultiPolygon:
     if geometry.is_empty:
         return _EMPTY
     if not shapely.is_valid(geometry):
-        geometry = shapely.make_valid(geometry)
+        geometry = shapely.make_valid(geometry, method="structure", keep_collapsed=False)
     if isinstance(geometry, (Polygon, MultiPolygon)):
         return geometry
     parts = shapely.get_parts(geometry)

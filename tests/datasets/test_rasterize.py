@@ -90,6 +90,20 @@ def test_bow_tie_keeps_both_lobes() -> None:
     assert mask.sum() == 50
 
 
+def test_outline_crossing_itself_keeps_the_loop_filled() -> None:
+    # The outline dips in, draws a 3x3 loop that crosses its own path at (4, 6) and leaves
+    # through a 2x4 notch. Everything it encloses is lesion: 100 - 8 (the notch) = 92. The
+    # "linework" repair would also punch out the loop (83).
+    outline = Polygon(
+        [(0, 0), (10, 0), (10, 10), (4, 10), (4, 3), (7, 3), (7, 6), (2, 6), (2, 10), (0, 10)]
+    )
+    assert not outline.is_valid
+    repaired = make_polygonal(outline)
+    assert repaired.area == pytest.approx(92.0)
+    mask = rasterize_geometry(outline, 12, 12)
+    assert mask.sum() == 92 and mask[3:6, 4:7].all() and not mask[6:10, 2:4].any()
+
+
 def test_make_polygonal_leaves_valid_geometries_alone() -> None:
     square = box(0, 0, 3, 3)
     assert make_polygonal(square) is square

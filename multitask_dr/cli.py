@@ -1,4 +1,6 @@
-"""Command line: ``multitask-dr {fit,validate,test,predict,synth} ...`` (also ``python -m multitask_dr``).
+"""Command line: ``multitask-dr {fit,validate,test,predict,synth,check-data} ...``.
+
+Also ``python -m multitask_dr``.
 
 ``fit``/``validate``/``test``/``predict`` are Lightning's CLI over :class:`MultiTaskDR` and any
 datamodule of this package, configured by YAML files in ``configs/``. ``synth`` writes the
@@ -62,8 +64,11 @@ class WandbSaveConfig(SaveConfigCallback):
             return
         run = wandb_loggers[0].experiment
         self.parser.save(
-            self.config, os.path.join(run.dir, self.config_filename),
-            skip_none=False, overwrite=True, multifile=False,
+            self.config,
+            os.path.join(run.dir, self.config_filename),
+            skip_none=False,
+            overwrite=True,
+            multifile=False,
         )
         run.config.update(flatten(self.config.as_dict()), allow_val_change=True)
         self.already_saved = True
@@ -77,7 +82,9 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict):
             flat |= flatten(value, f"{name}.")
         else:
-            flat[name] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+            flat[name] = (
+                value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+            )
     return flat
 
 
@@ -122,7 +129,8 @@ def main(args: list[str] | None = None) -> int:
         save_config_kwargs={"overwrite": True},
         args=None if args is None else argv,  # None: LightningCLI reads sys.argv itself
         parser_kwargs={
-            "description": "Joint DR lesion segmentation and grading. Configs: " + ", ".join(configs),
+            "description": "Joint DR lesion segmentation and grading. Configs: "
+            + ", ".join(configs),
         },
     )
     finish_wandb_run()

@@ -34,7 +34,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny synthetic TJDR + RetinaMNIST, written once per test session by the seeded generator."""
+    """Tiny synthetic TJDR + RetinaMNIST, written once per session by the seeded generator."""
     from multitask_dr.datasets.synthetic import write_retinamnist, write_tjdr
 
     root = tmp_path_factory.mktemp("synthetic")

@@ -101,8 +101,15 @@ def test_fit_then_test_writes_checkpoint_wandb_run_and_metrics(
         with path.open() as handle:
             rows += list(csv.DictReader(handle))
     logged = {k for row in rows for k, v in row.items() if v not in ("", None)}
-    for key in ("train/loss", "val/score", "val/seg/aupr_mean", "val/grade/qwk",
-                "test/seg/dice_MA", "test/grade/acc", "test/grade/auc"):
+    for key in (
+        "train/loss",
+        "val/score",
+        "val/seg/aupr_mean",
+        "val/grade/qwk",
+        "test/seg/dice_MA",
+        "test/grade/acc",
+        "test/grade/auc",
+    ):
         assert key in logged, key
     test_acc = [float(r["test/grade/acc"]) for r in rows if r.get("test/grade/acc")]
     assert len(test_acc) == 1 and 0.0 <= test_acc[0] <= 1.0

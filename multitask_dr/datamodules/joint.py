@@ -43,8 +43,10 @@ class JointDataModule(LightningDataModule):
 
     def train_dataloader(self) -> CombinedLoader:
         """One step = one batch from each source."""
-        loaders = {"segmentation": self.segmentation.train_dataloader(),
-                   "grading": self.grading.train_dataloader()}
+        loaders = {
+            "segmentation": self.segmentation.train_dataloader(),
+            "grading": self.grading.train_dataloader(),
+        }
         return CombinedLoader(loaders, mode="max_size_cycle")
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -108,8 +108,10 @@ class RetinaMNISTDataModule(SeededDataModule):
             )
         for split in wanted:
             counts = np.bincount(self.datasets[split].grades, minlength=NUM_GRADES)
-            rank_zero_info(f"RetinaMNIST {split} ({self.size}px): {len(self.datasets[split])} "
-                           f"images, grades 0-4: {counts.tolist()}")
+            rank_zero_info(
+                f"RetinaMNIST {split} ({self.size}px): {len(self.datasets[split])} "
+                f"images, grades 0-4: {counts.tolist()}"
+            )
 
     def sampler(self) -> WeightedRandomSampler | None:
         """Inverse-frequency sampler over the train grades, when enabled."""

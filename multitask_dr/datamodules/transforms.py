@@ -16,6 +16,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it phones home at impo
 import albumentations as A  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from albumentations.augmentations.crops.transforms import BaseCrop  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 
 
@@ -45,6 +46,53 @@ class Augmentation:
 
 
 NO_AUGMENTATION = Augmentation(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+
+
+class LesionCentredCrop(BaseCrop):
+    """Square training patch, centred on a lesion with probability ``lesion_share``.
+
+    Lesion-centred patches first pick a lesion *type* uniformly among those present, then one of
+    its pixels, so rare microaneurysms are drawn as often as large exudate fields (picking a
+    lesion pixel uniformly, as ``CropNonEmptyMaskIfExists`` does, would almost never centre on an
+    MA). Otherwise, or when the image has no lesion, the patch is placed uniformly at random.
+    The lesion pixel lands at a random position inside the patch, not always its centre.
+
+    Args:
+        size: Patch side length (the image must be at least this large).
+        lesion_share: Probability of a lesion-centred patch.
+        p: Probability of applying the crop at all.
+    """
+
+    def __init__(self, size: int, lesion_share: float = 0.5, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.size = size
+        self.lesion_share = lesion_share
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Pick the crop box from the mask."""
+        height, width = params["shape"][:2]
+        if height < self.size or width < self.size:
+            raise ValueError(f"patch size {self.size} exceeds the image ({height}x{width})")
+        x0 = self.py_random.randint(0, width - self.size)
+        y0 = self.py_random.randint(0, height - self.size)
+        mask = data.get("mask")
+        if mask is not None and self.py_random.random() < self.lesion_share:
+            lesion = mask == 1
+            present = [c for c in range(lesion.shape[-1]) if lesion[..., c].any()]
+            if present:
+                channel = self.py_random.choice(present)
+                rows, cols = np.nonzero(lesion[..., channel])
+                pick = self.py_random.randrange(len(rows))
+                y, x = int(rows[pick]), int(cols[pick])
+                x0 = int(
+                    np.clip(x - self.py_random.randint(0, self.size - 1), 0, width - self.size)
+                )
+                y0 = int(
+                    np.clip(y - self.py_random.randint(0, self.size - 1), 0, height - self.size)
+                )
+        return {"crop_coords": (x0, y0, x0 + self.size, y0 + self.size)}
 
 
 def augmentation_ops(aug: Augmentation, size: int) -> list[A.BasicTransform]:
@@ -97,6 +145,7 @@ class SampleTransform:
         self.pipeline.set_random_seed(seed)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """Transform one sample dict."""
         inputs = {"image": sample["image"]}
         if "mask" in sample:
             inputs["mask"] = sample["mask"]

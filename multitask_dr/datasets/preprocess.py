@@ -36,7 +36,9 @@ def fov_bbox(image: np.ndarray, threshold: int = FOV_THRESHOLD) -> tuple[int, in
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
-def square_box(box: tuple[int, int, int, int], height: int, width: int) -> tuple[int, int, int, int]:
+def square_box(
+    box: tuple[int, int, int, int], height: int, width: int
+) -> tuple[int, int, int, int]:
     """Grow a box to a square around its centre (the FOV is a circle), clipped to the image."""
     top, left, bottom, right = box
     side = max(bottom - top, right - left)
@@ -88,7 +90,9 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     ignore = (mask == IGNORE_INDEX).astype(np.float32)
     # INTER_AREA averages each output pixel's footprint: > 0 is exactly "any lesion pixel".
     lesion_small = _as_3d(cv2.resize(lesion, (size, size), interpolation=cv2.INTER_AREA), mask) > 0
-    ignore_small = _as_3d(cv2.resize(ignore, (size, size), interpolation=cv2.INTER_AREA), mask) > 0.5
+    ignore_small = (
+        _as_3d(cv2.resize(ignore, (size, size), interpolation=cv2.INTER_AREA), mask) > 0.5
+    )
     out = lesion_small.astype(np.uint8)
     out[ignore_small & ~lesion_small] = IGNORE_INDEX
     return out

@@ -1,8 +1,9 @@
 """RetinaMNIST grading dataset, read through medmnist's own class and file naming.
 
-Files (medmnist's names): ``root/retinamnist.npz`` for 28 px and ``root/retinamnist_{64,128,224}.npz``
-for the larger sizes, each with ``{train,val,test}_images`` ``(N, H, W, 3)`` uint8 and
-``{train,val,test}_labels`` ``(N, 1)`` grades 0-4. Nothing is downloaded: place the file
+Files (medmnist's names): ``root/retinamnist.npz`` for 28 px and
+``root/retinamnist_{64,128,224}.npz`` for the larger sizes, each with
+``{train,val,test}_images`` ``(N, H, W, 3)`` uint8 and ``{train,val,test}_labels`` ``(N, 1)``
+grades 0-4. Nothing is downloaded: place the file
 yourself (``download=True`` asks medmnist to fetch it where a network exists).
 
 medmnist's ``__len__`` asserts the official split sizes, which a synthetic or subsampled file
@@ -57,10 +58,11 @@ def check_npz(path: Path, size: int) -> None:
                 if images.dtype != np.uint8:
                     raise DataError(f"{path}: {split}_images is {images.dtype}, expected uint8")
                 if labels.shape != (len(images), 1):
+                    want = (len(images), 1)
                     raise DataError(
-                        f"{path}: {split}_labels has shape {labels.shape}, expected ({len(images)}, 1)"
+                        f"{path}: {split}_labels has shape {labels.shape}, expected {want}"
                     )
-                if labels.size and not (0 <= labels.min() and labels.max() < NUM_GRADES):
+                if labels.size and not (labels.min() >= 0 and labels.max() < NUM_GRADES):
                     raise DataError(f"{path}: {split}_labels outside 0-{NUM_GRADES - 1}")
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         if isinstance(error, DataError):

@@ -60,9 +60,9 @@ from typing import Final
 import cv2
 import numpy as np
 from PIL import Image
-from shapely.geometry import Point, Polygon
+from shapely.geometry import Polygon
 
-from multitask_dr.datasets.rasterize import rasterize_geometry
+from multitask_dr.datasets.rasterize import disc, rasterize_geometry
 from multitask_dr.lesions import LESIONS, NUM_GRADES, RELEASE_INDEX, RELEASE_PALETTE
 
 __all__ = [
@@ -104,7 +104,6 @@ MIN_MA_RADIUS: Final[float] = 1.5
 _GRADE2_ORDER: Final[tuple[str, ...]] = ("HE", "EX", "SE")
 
 #: Labelme circles are converted with this many segments per quarter circle.
-CIRCLE_QUAD_SEGS: Final[int] = 16
 
 #: Numbered files this module owns inside ``image/`` and ``annotation/`` (stale ones are removed).
 _OWNED_FILE = re.compile(r"^\d+\.(png|json)$")
@@ -127,7 +126,7 @@ class Lesion:
             ``(r, c)`` covers ``[c, c+1) x [r, r+1)``).
         circle: For lesions annotated as Labelme circles (microaneurysms), the two points Labelme
             stores, ``((cx, cy), (rim_x, rim_y))``; ``geometry`` is then exactly
-            ``Point(c).buffer(r, quad_segs=16)`` with ``r`` their distance. ``None`` for polygons.
+            ``rasterize.disc(c, r)`` (area-exact) with ``r`` their distance. ``None`` for polygons.
     """
 
     kind: str
@@ -161,7 +160,9 @@ class Lesion:
         cx, cy = round(float(centre[0]), 2), round(float(centre[1]), 2)
         rim_x = round(cx + math.ceil(radius * 100.0) / 100.0, 2)
         exact = math.hypot(rim_x - cx, 0.0)
-        geometry = Point(cx, cy).buffer(exact, quad_segs=CIRCLE_QUAD_SEGS)
+        # The Labelme reader turns circles into discs the same way, so the PNG written from this
+        # geometry and the mask read back from the JSON agree pixel for pixel.
+        geometry = disc(cx, cy, exact)
         return cls(kind, geometry, ((cx, cy), (rim_x, cy)))
 
     @property

@@ -112,7 +112,9 @@ def read_grades(path: Path, problems: ProblemLog) -> dict[str, int]:
             try:
                 grade = int(row["grade"])
             except (TypeError, ValueError):
-                problems.report(path, f"line {line}: grade {row['grade']!r} is not an integer", "row")
+                problems.report(
+                    path, f"line {line}: grade {row['grade']!r} is not an integer", "row"
+                )
                 continue
             if not 0 <= grade < NUM_GRADES:
                 problems.report(path, f"line {line}: grade {grade} is outside 0-4", "row")
@@ -151,9 +153,13 @@ def find_records(
         annotation_path = candidates.get(stem)
         if annotation_path is None:
             looked = [split_dir / "annotation" / f"{stem}.png", image_dir / f"{stem}.json"]
-            problems.report(image_path, f"no annotation found (looked for {', '.join(map(str, looked))})")
+            problems.report(
+                image_path, f"no annotation found (looked for {', '.join(map(str, looked))})"
+            )
             continue
-        if annotation_path.suffix == ".png" and image_size(annotation_path) != image_size(image_path):
+        if annotation_path.suffix == ".png" and image_size(annotation_path) != image_size(
+            image_path
+        ):
             problems.report(
                 annotation_path,
                 f"size {image_size(annotation_path)} differs from its image {image_path} "
@@ -259,9 +265,10 @@ class TJDRDataset(Dataset):
     def cache_key(self, record: TJDRRecord) -> str:
         """Cache key: content of both files plus every setting that changes the output."""
         settings = f"{self.image_size}|{self.crop_fov}|{sorted(self.label_map.items())}"
-        return f"{record.name}-{file_digest(record.image, record.annotation)}-" + hashlib.sha1(
-            settings.encode()
-        ).hexdigest()[:8]
+        return (
+            f"{record.name}-{file_digest(record.image, record.annotation)}-"
+            + hashlib.sha1(settings.encode()).hexdigest()[:8]
+        )
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed (FOV-cropped, resized) image and mask, through the cache when set."""

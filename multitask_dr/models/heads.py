@@ -91,11 +91,14 @@ class GradeHead(nn.Module):
             if output == "coral":
                 self.bias.data = torch.linspace(1.0, -1.0, num_grades - 1)
             return
-        in_features = encoder_channels + {
-            "none": 0,
-            "stats": stats_width,
-            "lesion_pooled": num_lesions * encoder_channels,
-        }[conditioning]
+        in_features = (
+            encoder_channels
+            + {
+                "none": 0,
+                "stats": stats_width,
+                "lesion_pooled": num_lesions * encoder_channels,
+            }[conditioning]
+        )
         self.net = mlp(in_features, hidden, output_layer(hidden, num_grades, output), dropout)
 
     def forward(self, pooled: Tensor, deep: Tensor, probs: Tensor) -> tuple[Tensor, Tensor | None]:

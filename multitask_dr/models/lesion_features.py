@@ -66,7 +66,5 @@ class LesionFeatures(nn.Module):
             dim=-1,
         )
         spread = torch.sigmoid((quadrants - self.threshold) * 20).sum(dim=-1)
-        features = torch.stack(
-            [torch.log(area + 1e-4), torch.log1p(count), peak, spread], dim=-1
-        )
+        features = torch.stack([torch.log(area + 1e-4), torch.log1p(count), peak, spread], dim=-1)
         return torch.cat([features, quadrants], dim=-1).reshape(batch, lesions, -1)

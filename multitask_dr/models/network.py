@@ -77,7 +77,9 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
             break
     missing, unexpected = encoder.load_state_dict(state, strict=False)
     if len(missing) == len(encoder.state_dict()):
-        raise RuntimeError(f"{path}: no parameter matches the encoder (unexpected: {unexpected[:5]})")
+        raise RuntimeError(
+            f"{path}: no parameter matches the encoder (unexpected: {unexpected[:5]})"
+        )
 
 
 class MultiTaskNet(nn.Module):

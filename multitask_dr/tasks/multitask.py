@@ -185,7 +185,9 @@ class MultiTaskDR(LightningModule):
         valid = mask != IGNORE_INDEX
         target = (mask == 1).float()
         bce = F.binary_cross_entropy_with_logits(
-            logits, target, reduction="none",
+            logits,
+            target,
+            reduction="none",
             pos_weight=torch.tensor(hp.pos_weight, device=logits.device),
         )
         bce = (bce * valid).sum() / valid.sum().clamp_min(1)
@@ -241,8 +243,12 @@ class MultiTaskDR(LightningModule):
         seg = torch.stack(seg_losses).mean() if seg_losses else None
         grade = torch.stack(grade_losses).mean() if grade_losses else None
         loss = self.combine(seg, grade)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(next(iter(
-            split_sources(batch).values()))["image"]))
+        self.log(
+            "train/loss",
+            loss,
+            prog_bar=True,
+            batch_size=len(next(iter(split_sources(batch).values()))["image"]),
+        )
         return loss
 
     def evaluate(self, batch: dict[str, Any], stage: str) -> None:
@@ -266,7 +272,9 @@ class MultiTaskDR(LightningModule):
                 )
                 self.metrics[f"{stage}_grade_loss"].update(grade, weight=int(graded.sum()))
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         """Accumulate validation metrics."""
         self.evaluate(batch, "val")
 
@@ -274,7 +282,9 @@ class MultiTaskDR(LightningModule):
         """Accumulate test metrics."""
         self.evaluate(batch, "test")
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
         """Lesion and grade probabilities (and contributions) for each image."""
         out = self(batch["image"])
         keep = ("lesion_probs", "grade_probs", "contributions")
@@ -338,4 +348,7 @@ class MultiTaskDR(LightningModule):
             return 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }

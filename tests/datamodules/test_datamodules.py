@@ -57,8 +57,9 @@ def test_stratified_split_keeps_every_stratum_in_validation():
 
 def test_tjdr_on_the_real_release_sample(tmp_path):
     root = shared_path("tjdr_sample")
-    dm = TJDRDataModule(root=str(root), image_size=128, batch_size=2, val_fraction=0.25,
-                        cache_dir=str(tmp_path))
+    dm = TJDRDataModule(
+        root=str(root), image_size=128, batch_size=2, val_fraction=0.25, cache_dir=str(tmp_path)
+    )
     dm.setup("fit")
     dm.setup("test")
     assert len(dm.datasets["train"]) == 3 and len(dm.datasets["val"]) == 1
@@ -79,17 +80,25 @@ def test_synthetic_is_generated_on_first_use(tmp_path):
     dm = tjdr(tmp_path / "gen", synthetic={"n_train": 4, "n_test": 2, "size": 64, "seed": 0})
     dm.prepare_data()
     assert len(list((tmp_path / "gen" / "train" / "annotation").glob("*.png"))) == 4
-    rm = RetinaMNISTDataModule(root=str(tmp_path / "rm"), size=28, image_size=32,
-                               synthetic={"n_train": 10, "n_val": 5, "n_test": 5, "seed": 0})
+    rm = RetinaMNISTDataModule(
+        root=str(tmp_path / "rm"),
+        size=28,
+        image_size=32,
+        synthetic={"n_train": 10, "n_val": 5, "n_test": 5, "seed": 0},
+    )
     rm.prepare_data()
     rm.setup("test")
     assert next(iter(rm.test_dataloader()))["image"].shape == (5, 3, 32, 32)
 
 
 def test_retinamnist_resizes_and_normalises_from_train_stats(synthetic_root):
-    dm = RetinaMNISTDataModule(root=str(synthetic_root / "retinamnist"), size=28, image_size=48,
-                               batch_size=8, augment=Augmentation(hflip=0, vflip=0, rotate=0,
-                                                                  brightness_contrast=0, saturation=0))
+    dm = RetinaMNISTDataModule(
+        root=str(synthetic_root / "retinamnist"),
+        size=28,
+        image_size=48,
+        batch_size=8,
+        augment=Augmentation(hflip=0, vflip=0, rotate=0, brightness_contrast=0, saturation=0),
+    )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (8, 3, 48, 48) and "mask" not in batch
@@ -106,8 +115,9 @@ def test_retinamnist_resizes_and_normalises_from_train_stats(synthetic_root):
 
 
 def test_weighted_sampler_balances_grades(synthetic_root):
-    dm = RetinaMNISTDataModule(root=str(synthetic_root / "retinamnist"), batch_size=40,
-                               weighted_sampler=True)
+    dm = RetinaMNISTDataModule(
+        root=str(synthetic_root / "retinamnist"), batch_size=40, weighted_sampler=True
+    )
     dm.setup("fit")
     loader = dm.train_dataloader()  # one loader, 10 epochs: 400 draws
     counts = np.bincount(
@@ -126,8 +136,9 @@ def test_retinamnist_on_the_real_file():
 
 def test_joint_yields_both_sources_per_step(synthetic_root):
     seg = tjdr(synthetic_root / "tjdr")
-    grade = RetinaMNISTDataModule(root=str(synthetic_root / "retinamnist"), size=28, image_size=32,
-                                  batch_size=8)
+    grade = RetinaMNISTDataModule(
+        root=str(synthetic_root / "retinamnist"), size=28, image_size=32, batch_size=8
+    )
     joint = JointDataModule(seg, grade)
     joint.setup("fit")
     loader = joint.train_dataloader()

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 from shapely.geometry import Point, Polygon, box
 
-from multitask_dr.datasets.rasterize import rasterize_geometry
+from multitask_dr.datasets.labelme import rasterize_annotation, read_labelme
+from multitask_dr.datasets.problems import ProblemLog
+from multitask_dr.datasets.rasterize import disc, rasterize_geometry
 from multitask_dr.datasets.synthetic import (
     DEFAULT_GRADE_PROBS,
     MIN_MA_RADIUS,
@@ -132,7 +134,7 @@ def test_circle_lesion_is_exactly_the_labelme_circle():
     lesion = Lesion.from_circle("MA", (10.123, 20.456), 1.501)
     (cx, cy), (rx, ry) = lesion.circle
     assert (cx, cy) == (10.12, 20.46) and ry == cy
-    expected = Point(cx, cy).buffer(math.hypot(rx - cx, ry - cy), quad_segs=16)
+    expected = disc(cx, cy, math.hypot(rx - cx, ry - cy))
     assert lesion.geometry.equals_exact(expected, 0.0)
     assert math.hypot(rx - cx, ry - cy) >= 1.5
 
@@ -362,17 +364,9 @@ def test_grades_csv(tjdr_root):
 
 
 def read_labelme_masks(path, height, width):
-    doc = json.loads(path.read_text())
-    masks = np.zeros((height, width, 4), np.uint8)
-    for shape in doc["shapes"]:
-        points = shape["points"]
-        if shape["shape_type"] == "circle":
-            (cx, cy), (rx, ry) = points
-            geometry = Point(cx, cy).buffer(math.hypot(rx - cx, ry - cy), quad_segs=16)
-        else:
-            geometry = Polygon(points)
-        masks[..., LESIONS.index(shape["label"])] |= rasterize_geometry(geometry, height, width)
-    return masks
+    # The project's own Labelme reader: what a user loading the JSON gets.
+    annotation = read_labelme(path, problems=ProblemLog(strict=True))
+    return rasterize_annotation(annotation, height=height, width=width)
 
 
 def test_labelme_json_schema(tjdr_root):

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from multitask_dr.datasets.problems import DataError
-from multitask_dr.datasets.tjdr import TJDRDataset, read_release_mask, release_mask_to_channels
+from multitask_dr.datasets.tjdr import TJDRDataset, release_mask_to_channels
 from multitask_dr.lesions import LESIONS, RELEASE_INDEX, RELEASE_PALETTE
 from tests.conftest import shared_path
 
@@ -114,7 +114,9 @@ def test_cache_is_reused_and_invalidated_by_content(tmp_path):
     first = dataset[0]["mask"]
     files = list(cache.glob("*.npz"))
     assert len(files) == 1
-    assert np.array_equal(TJDRDataset(tmp_path, "train", image_size=20, cache_dir=cache)[0]["mask"], first)
+    assert np.array_equal(
+        TJDRDataset(tmp_path, "train", image_size=20, cache_dir=cache)[0]["mask"], first
+    )
     index = np.zeros((40, 40), np.uint8)
     index[20:30, 20:30] = RELEASE_INDEX["SE"]
     palette_png(tmp_path / "train" / "annotation" / "001.png", index)

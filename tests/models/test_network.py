@@ -77,7 +77,9 @@ def test_coral_probabilities_are_rank_consistent_distributions():
     expected = torch.sigmoid(ordered)
     assert torch.isclose(grade_probabilities(ordered, "coral")[0, 0], 1 - expected[0, 0])
     assert coral_targets(torch.tensor([0, 2, 4]), 5).tolist() == [
-        [0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]
+        [0, 0, 0, 0],
+        [1, 1, 0, 0],
+        [1, 1, 1, 1],
     ]
 
 
@@ -103,6 +105,11 @@ def test_encoder_checkpoint_loads_from_local_file(tmp_path):
     torch.save({"encoder." + k: v for k, v in source.encoder.state_dict().items()}, path)
     torch.manual_seed(1)
     target = MultiTaskNet(**TINY, encoder_checkpoint=str(path))
-    assert all(torch.equal(a, b) for a, b in zip(target.encoder.state_dict().values(), source.encoder.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            target.encoder.state_dict().values(), source.encoder.state_dict().values(), strict=True
+        )
+    )
     with pytest.raises(FileNotFoundError):
         load_encoder_checkpoint(target.encoder, tmp_path / "missing.pt")

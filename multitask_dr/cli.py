@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import WandbLogger  # noqa: E402
 from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-EXTRA_COMMANDS = ("synth",)
+EXTRA_COMMANDS = ("synth", "check-data")
 
 
 def wandb_logged_in() -> bool:
@@ -107,6 +107,13 @@ def run_synth(args: list[str]) -> int:
     return synth_main(args)
 
 
+def run_check_data(args: list[str]) -> int:
+    """``multitask-dr check-data``: counts, sizes, duplicates and problems of a dataset."""
+    from multitask_dr.datasets.report import main as report_main
+
+    return report_main(args)
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``multitask-dr``.
 
@@ -118,7 +125,7 @@ def main(args: list[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in EXTRA_COMMANDS:
-        return {"synth": run_synth}[argv[0]](argv[1:])
+        return {"synth": run_synth, "check-data": run_check_data}[argv[0]](argv[1:])
     default_wandb_mode()
     configs = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
     MultiTaskCLI(

@@ -12,6 +12,7 @@ from multitask_dr.datamodules.base import SeededDataModule
 from multitask_dr.datamodules.transforms import (
     NO_AUGMENTATION,
     Augmentation,
+    LesionCentredCrop,
     SampleTransform,
     augmentation_ops,
     channel_stats,
@@ -54,7 +55,12 @@ class TJDRDataModule(SeededDataModule):
 
     Args:
         root: Dataset root with ``train/`` and ``test/`` (the release layout).
-        image_size: Working resolution after cropping to the field of view.
+        image_size: Working resolution after cropping to the field of view (validation and
+            test run on the whole image at this size; see the task's ``eval_window``).
+        patch_size: Train on random ``patch_size``² patches of the working-resolution image
+            (``None``: train on whole images).
+        lesion_patch_share: Share of training patches centred on a lesion (a lesion type is
+            drawn uniformly among those present, then one of its pixels).
         annotation: ``auto`` (PNG when present, else Labelme JSON), ``png`` or ``labelme``.
         label_map: Labelme label -> lesion (``MA``/``HE``/``EX``/``SE``) table; ``None`` uses
             the built-in table of common spellings.
@@ -77,6 +83,8 @@ class TJDRDataModule(SeededDataModule):
         self,
         root: str = "data/synthetic/tjdr",
         image_size: int = 128,
+        patch_size: int | None = None,
+        lesion_patch_share: float = 0.5,
         annotation: AnnotationFormat = "auto",
         label_map: dict[str, str] | None = None,
         strict: bool = False,
@@ -95,6 +103,10 @@ class TJDRDataModule(SeededDataModule):
         super().__init__(batch_size, eval_batch_size, num_workers, seed)
         self.root = Path(root)
         self.image_size = image_size
+        if patch_size is not None and patch_size > image_size:
+            raise ValueError(f"patch_size {patch_size} exceeds image_size {image_size}")
+        self.patch_size = patch_size
+        self.lesion_patch_share = lesion_patch_share
         self.annotation: AnnotationFormat = annotation
         self.label_map = label_map
         self.strict = strict
@@ -136,7 +148,12 @@ class TJDRDataModule(SeededDataModule):
     def transform(self, train: bool) -> SampleTransform:
         """The train (augmenting) or evaluation pipeline."""
         assert self.mean is not None and self.std is not None
-        ops = augmentation_ops(self.augment if train else NO_AUGMENTATION, self.image_size)
+        size = self.image_size
+        ops = []
+        if train and self.patch_size is not None:
+            ops.append(LesionCentredCrop(self.patch_size, self.lesion_patch_share))
+            size = self.patch_size
+        ops += augmentation_ops(self.augment if train else NO_AUGMENTATION, size)
         return SampleTransform(ops, self.mean, self.std, seed=self.seed if train else None)
 
     def setup(self, stage: str | None = None) -> None:

@@ -136,6 +136,10 @@ class MultiTaskNet(nn.Module):
             head_dropout,
         )
 
+    def lesion_logits(self, image: Tensor) -> Tensor:
+        """Lesion maps only (encoder, decoder, segmentation head), for sliding windows."""
+        return self.segmentation_head(self.decoder(self.encoder(image)))
+
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         """Run all parts.
 

@@ -38,6 +38,7 @@ from torchmetrics.classification import (
 
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS, NUM_GRADES, NUM_LESIONS
 from multitask_dr.models.heads import Conditioning
+from multitask_dr.models.inference import sliding_window
 from multitask_dr.models.network import MultiTaskNet
 from multitask_dr.models.ordinal import GradeOutput, grade_loss, grade_probabilities
 
@@ -78,6 +79,9 @@ class MultiTaskDR(LightningModule):
         lr: Peak learning rate (AdamW).
         weight_decay: AdamW weight decay.
         warmup_epochs: Linear warm-up epochs before cosine decay.
+        eval_window: Evaluate lesion maps of images larger than this by sliding windows of
+            ``eval_window``² (train on patches of that size); ``None``: one pass.
+        eval_overlap: Overlap between neighbouring evaluation windows, in ``[0, 1)``.
     """
 
     def __init__(
@@ -103,6 +107,8 @@ class MultiTaskDR(LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_epochs: int = 0,
+        eval_window: int | None = None,
+        eval_overlap: float = 0.25,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -251,10 +257,22 @@ class MultiTaskDR(LightningModule):
         )
         return loss
 
+    def evaluation_forward(self, image: Tensor) -> dict[str, Tensor]:
+        """Forward pass for evaluation: lesion maps by sliding window when the image is large."""
+        out = self(image)
+        window = self.hparams.eval_window
+        if window is not None and max(image.shape[-2:]) > window:
+            logits = sliding_window(
+                self.net.lesion_logits, image, window, self.hparams.eval_overlap
+            )
+            out["lesion_logits"] = logits
+            out["lesion_probs"] = torch.sigmoid(logits)
+        return out
+
     def evaluate(self, batch: dict[str, Any], stage: str) -> None:
         """Update the stage's metrics and log its loss."""
         for part in split_sources(batch).values():
-            out = self(part["image"])
+            out = self.evaluation_forward(part["image"])
             seg, grade = self.source_losses(part, out)
             size = len(part["image"])
             seen = self._seen.setdefault(stage, set())
@@ -286,7 +304,7 @@ class MultiTaskDR(LightningModule):
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, Any]:
         """Lesion and grade probabilities (and contributions) for each image."""
-        out = self(batch["image"])
+        out = self.evaluation_forward(batch["image"])
         keep = ("lesion_probs", "grade_probs", "contributions")
         return {"name": batch.get("name")} | {k: v for k, v in out.items() if k in keep}
 

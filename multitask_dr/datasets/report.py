@@ -1,0 +1,177 @@
+"""Dataset health report behind ``multitask-dr check-data``.
+
+For a TJDR-layout root: images per split, image sizes, annotation forms, per-lesion image and
+pixel counts, lesion-free images, **duplicate images by content hash** (the public TJDR release
+has byte-identical images with different masks, two of them crossing the train/test split) and
+every reading problem. For a RetinaMNIST root: grades per split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multitask_dr.datasets.problems import DataError
+from multitask_dr.datasets.tjdr import TJDRDataset, image_size
+from multitask_dr.lesions import LESIONS, NUM_GRADES
+
+
+@dataclass
+class SplitReport:
+    """Counts for one split."""
+
+    images: int = 0
+    sizes: dict[str, int] = field(default_factory=dict)
+    annotation_forms: dict[str, int] = field(default_factory=dict)
+    images_with: dict[str, int] = field(default_factory=dict)
+    pixels: dict[str, int] = field(default_factory=dict)
+    lesion_free: int = 0
+    grades: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DataReport:
+    """The whole report; ``duplicates`` lists groups of identical images as ``split/name``."""
+
+    root: str
+    splits: dict[str, SplitReport] = field(default_factory=dict)
+    duplicates: list[list[str]] = field(default_factory=list)
+    cross_split_duplicates: list[list[str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_text(self) -> str:
+        """Human-readable summary."""
+        lines = [f"Dataset report for {self.root}"]
+        for split, rep in self.splits.items():
+            lines.append(f"\n[{split}] {rep.images} images")
+            if rep.sizes:
+                lines.append("  sizes: " + ", ".join(f"{k} x{v}" for k, v in rep.sizes.items()))
+            if rep.annotation_forms:
+                forms = ", ".join(f"{k} x{v}" for k, v in rep.annotation_forms.items())
+                lines.append(f"  annotations: {forms}")
+            if rep.images_with:
+                lines.append("  images with each lesion: " + _pairs(rep.images_with))
+                lines.append("  lesion pixels (native resolution): " + _pairs(rep.pixels))
+                lines.append(f"  lesion-free images: {rep.lesion_free}")
+            if rep.grades:
+                lines.append("  grades: " + _pairs(rep.grades))
+        lines.append(f"\nduplicate image groups (identical bytes): {len(self.duplicates)}")
+        lines += [f"  - {' = '.join(group)}" for group in self.duplicates]
+        if self.cross_split_duplicates:
+            lines.append(
+                f"WARNING: {len(self.cross_split_duplicates)} duplicate group(s) cross splits "
+                "(test images also seen in training):"
+            )
+            lines += [f"  - {' = '.join(group)}" for group in self.cross_split_duplicates]
+        lines.append(f"\nproblems: {len(self.problems)}")
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in counts.items())
+
+
+def _hash(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def check_tjdr(root: str | Path, annotation: str = "auto", strict: bool = False) -> DataReport:
+    """Report on a TJDR-layout root (decodes every mask once, at native resolution).
+
+    Args:
+        root: Folder holding ``train/`` and/or ``test/``.
+        annotation: ``auto``, ``png`` or ``labelme``.
+        strict: Raise on the first problem instead of listing it.
+
+    Returns:
+        The report.
+    """
+    root = Path(root)
+    report = DataReport(str(root))
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    splits = [s for s in ("train", "test") if (root / s).is_dir()]
+    if not splits:
+        raise DataError(f"{root}: no train/ or test/ folder (expected the TJDR layout)")
+    for split in splits:
+        dataset = TJDRDataset(root, split, annotation=annotation, strict=strict)  # type: ignore[arg-type]
+        rep = SplitReport(images=len(dataset))
+        sizes: Counter[str] = Counter()
+        forms: Counter[str] = Counter()
+        with_lesion: Counter[str] = Counter({name: 0 for name in LESIONS})
+        pixels: Counter[str] = Counter({name: 0 for name in LESIONS})
+        grades: Counter[str] = Counter()
+        for record in dataset.records:
+            width, height = image_size(record.image)
+            sizes[f"{width}x{height}"] += 1
+            forms[record.annotation.suffix.lstrip(".")] += 1
+            by_hash[_hash(record.image)].append(f"{split}/{record.name}")
+            if record.grade >= 0:
+                grades[str(record.grade)] += 1
+            try:
+                _, mask = dataset.load_raw(record)
+            except DataError as error:
+                dataset.problems.report(record.image, str(error), "sample")
+                continue
+            present = (mask == 1).reshape(-1, len(LESIONS)).sum(axis=0)
+            for name, count in zip(LESIONS, present, strict=True):
+                pixels[name] += int(count)
+                with_lesion[name] += int(count > 0)
+            rep.lesion_free += int(present.sum() == 0)
+        rep.sizes, rep.annotation_forms = dict(sizes), dict(forms)
+        rep.images_with, rep.pixels = dict(with_lesion), dict(pixels)
+        rep.grades = {str(g): grades[str(g)] for g in range(NUM_GRADES) if grades[str(g)]}
+        report.splits[split] = rep
+        report.problems += [str(p) for p in dataset.problems.problems]
+    report.duplicates = sorted(sorted(g) for g in by_hash.values() if len(g) > 1)
+    report.cross_split_duplicates = [
+        g for g in report.duplicates if len({name.split("/")[0] for name in g}) > 1
+    ]
+    return report
+
+
+def check_retinamnist(root: str | Path, size: int = 28) -> DataReport:
+    """Grades per split of a RetinaMNIST file."""
+    from multitask_dr.datasets.retinamnist import RetinaMNISTDataset
+
+    report = DataReport(str(root))
+    for split in ("train", "val", "test"):
+        grades = RetinaMNISTDataset(root, split, size).grades
+        counts = np.bincount(grades, minlength=NUM_GRADES)
+        report.splits[split] = SplitReport(
+            images=len(grades), grades={str(g): int(c) for g, c in enumerate(counts)}
+        )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``multitask-dr check-data``: print a dataset report; exit 1 when problems were found."""
+    parser = argparse.ArgumentParser(
+        prog="multitask-dr check-data",
+        description="Report counts, sizes, duplicate images and reading problems of a dataset.",
+    )
+    parser.add_argument("root", type=Path, help="TJDR-layout root, or a RetinaMNIST folder")
+    parser.add_argument("--format", choices=("tjdr", "retinamnist"), default="tjdr")
+    parser.add_argument("--annotation", choices=("auto", "png", "labelme"), default="auto")
+    parser.add_argument("--size", type=int, default=28, help="RetinaMNIST size")
+    parser.add_argument("--strict", action="store_true", help="stop at the first problem")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    if args.format == "tjdr":
+        report = check_tjdr(args.root, args.annotation, args.strict)
+    else:
+        report = check_retinamnist(args.root, args.size)
+    print(json.dumps(asdict(report), indent=2) if args.json else report.to_text())
+    return 1 if report.problems else 0
+
+
+def report_dict(report: DataReport) -> dict[str, Any]:
+    """The report as plain data (for notebooks and JSON)."""
+    return asdict(report)

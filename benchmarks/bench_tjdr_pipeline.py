@@ -1,4 +1,4 @@
-"""TJDR data pipeline speed: Labelme parse/rasterize/resize, cached vs uncached loading, vs training.
+"""TJDR data pipeline speed: Labelme parsing, rasterizing, resizing, loading, vs training.
 
 Usage::
 
@@ -29,8 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from bench_rasterize import synthetic_labelme  # noqa: E402
 
-from multitask_dr.datamodules.transforms import Augmentation, LesionCentredCrop  # noqa: E402
-from multitask_dr.datamodules.transforms import SampleTransform, augmentation_ops  # noqa: E402
+from multitask_dr.datamodules.transforms import (  # noqa: E402  # noqa: E402
+    Augmentation,
+    LesionCentredCrop,
+    SampleTransform,
+    augmentation_ops,
+)
 from multitask_dr.datasets.labelme import rasterize_annotation, read_labelme  # noqa: E402
 from multitask_dr.datasets.preprocess import resize_mask  # noqa: E402
 from multitask_dr.datasets.problems import ProblemLog  # noqa: E402

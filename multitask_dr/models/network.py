@@ -161,3 +161,23 @@ class MultiTaskNet(nn.Module):
         if contributions is not None:
             out["contributions"] = contributions
         return out
+
+    def grade_from_lesions(
+        self, features: Sequence[Tensor], probs: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Re-run only the grade head on given encoder features and (edited) lesion maps.
+
+        Attribution edits the lesion maps (erase a lesion type or one instance, interpolate for
+        integrated gradients) and re-grades many times; this keeps the encoder and decoder out
+        of that loop. With the maps :meth:`forward` computes it returns the same grade logits.
+
+        Args:
+            features: Encoder feature maps, as ``self.encoder(image)`` returns them.
+            probs: ``(B, L, H, W)`` lesion probabilities in ``[0, 1]`` (not detached here, so
+                gradients with respect to the maps are available).
+
+        Returns:
+            ``grade_logits`` and ``contributions`` (``None`` unless the head is ``bottleneck``).
+        """
+        deep = features[-1]
+        return self.grade_head(deep.mean(dim=(2, 3)), deep, probs)

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
 
 from multitask_dr.datamodules.base import SeededDataModule
 from multitask_dr.datamodules.transforms import (
@@ -50,6 +52,25 @@ def stratified_split(
     return sorted(n for n in names if n not in val_set), sorted(val)
 
 
+class Repeat(Dataset):
+    """A dataset seen ``times`` per epoch (random transforms make each pass different).
+
+    Args:
+        dataset: The dataset to repeat.
+        times: Passes per epoch.
+    """
+
+    def __init__(self, dataset: Dataset, times: int) -> None:
+        self.dataset = dataset
+        self.times = times
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.times  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index % len(self.dataset)]  # type: ignore[arg-type]
+
+
 class TJDRDataModule(SeededDataModule):
     """Lesion segmentation on TJDR-layout data (release PNGs and/or Labelme JSON).
 
@@ -61,6 +82,8 @@ class TJDRDataModule(SeededDataModule):
             (``None``: train on whole images).
         lesion_patch_share: Share of training patches centred on a lesion (a lesion type is
             drawn uniformly among those present, then one of its pixels).
+        patches_per_image: Training patches drawn from each image per epoch (each a fresh
+            random draw), so a small set of large images still gives enough steps.
         annotation: ``auto`` (PNG when present, else Labelme JSON), ``png`` or ``labelme``.
         label_map: Labelme label -> lesion (``MA``/``HE``/``EX``/``SE``) table; ``None`` uses
             the built-in table of common spellings.
@@ -85,6 +108,7 @@ class TJDRDataModule(SeededDataModule):
         image_size: int = 128,
         patch_size: int | None = None,
         lesion_patch_share: float = 0.5,
+        patches_per_image: int = 1,
         annotation: AnnotationFormat = "auto",
         label_map: dict[str, str] | None = None,
         strict: bool = False,
@@ -107,6 +131,7 @@ class TJDRDataModule(SeededDataModule):
             raise ValueError(f"patch_size {patch_size} exceeds image_size {image_size}")
         self.patch_size = patch_size
         self.lesion_patch_share = lesion_patch_share
+        self.patches_per_image = patches_per_image
         self.annotation: AnnotationFormat = annotation
         self.label_map = label_map
         self.strict = strict
@@ -197,7 +222,10 @@ class TJDRDataModule(SeededDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""
-        return self.loader(self.datasets["train"], train=True)
+        train = self.datasets["train"]
+        if self.patches_per_image > 1:
+            return self.loader(Repeat(train, self.patches_per_image), train=True)
+        return self.loader(train, train=True)
 
     def val_dataloader(self) -> DataLoader:
         """The held-out part of ``train``."""

@@ -86,6 +86,15 @@ def test_datamodule_trains_on_patches_and_evaluates_whole_images(synthetic_root)
     for i in range(len(dataset)):
         has_lesion = (dataset.load(i)[1] == 1).any()  # grade-0 eyes have none
         assert (dataset[i]["mask"] == 1).any() == has_lesion
+    repeated = TJDRDataModule(
+        root=str(synthetic_root / "tjdr"),
+        image_size=96,
+        patch_size=48,
+        patches_per_image=3,
+        batch_size=2,
+    )
+    repeated.setup("fit")
+    assert len(repeated.train_dataloader().dataset) == 3 * len(dataset)
     with pytest.raises(ValueError, match="patch_size"):
         TJDRDataModule(root=".", image_size=64, patch_size=128)
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from typing import Any
-
 from torch.utils.data import DataLoader, Dataset
 
 from multitask_dr.datamodules.base import SeededDataModule

@@ -11,8 +11,9 @@ source; each source is run through the network at its own resolution and the los
 Metric rules (see README, "Metrics"): per-lesion Dice and IoU are computed from true/false
 positives accumulated over the whole evaluation set at threshold 0.5; a lesion type absent from
 both the labels and the predictions of the whole set scores NaN and is left out of the mean.
-AUPR is torchmetrics' average precision over 200 thresholds; a lesion type with no positive
-pixel scores NaN and is left out of the mean. ``val/score`` (used for checkpoint selection) is the
+AUPR is average precision over 200 thresholds (``BinnedAveragePrecision``: torchmetrics' value,
+computed from histograms because torchmetrics' own is too slow for pixel maps); a lesion type
+with no positive pixel scores NaN and is left out of the mean. ``val/score`` (used for checkpoint selection) is the
 mean of the headline metrics available: lesion mAUPR and grade QWK.
 """
 
@@ -32,7 +33,6 @@ from torchmetrics.classification import (
     MulticlassCohenKappa,
     MulticlassConfusionMatrix,
     MulticlassRecall,
-    MultilabelAveragePrecision,
     MultilabelStatScores,
 )
 
@@ -41,6 +41,7 @@ from multitask_dr.models.heads import Conditioning
 from multitask_dr.models.inference import sliding_window
 from multitask_dr.models.network import MultiTaskNet
 from multitask_dr.models.ordinal import GradeOutput, grade_loss, grade_probabilities
+from multitask_dr.tasks.metrics import BinnedAveragePrecision
 
 LossWeighting = Literal["fixed", "uncertainty"]
 
@@ -159,8 +160,8 @@ class MultiTaskDR(LightningModule):
             self.metrics[f"{stage}_seg_stats"] = MultilabelStatScores(
                 NUM_LESIONS, threshold=0.5, average=None, ignore_index=IGNORE_INDEX
             )
-            self.metrics[f"{stage}_seg_aupr"] = MultilabelAveragePrecision(
-                NUM_LESIONS, average=None, thresholds=200, ignore_index=IGNORE_INDEX
+            self.metrics[f"{stage}_seg_aupr"] = BinnedAveragePrecision(
+                NUM_LESIONS, thresholds=200, ignore_index=IGNORE_INDEX
             )
             # Losses are averaged over every evaluation source here rather than with self.log,
             # which refuses one key logged from two dataloaders.

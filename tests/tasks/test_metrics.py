@@ -1,0 +1,38 @@
+import math
+
+import pytest
+import torch
+from torchmetrics.classification import MultilabelAveragePrecision
+
+from multitask_dr.tasks.metrics import BinnedAveragePrecision
+
+
+@pytest.mark.parametrize("thresholds", [5, 50, 200])
+def test_equals_torchmetrics_binned_average_precision(thresholds):
+    torch.manual_seed(0)
+    probs = torch.rand(3, 4, 20, 20)
+    target = (torch.rand(3, 4, 20, 20) < probs * 0.3).long()
+    target[:, :, :2] = 255
+    ours = BinnedAveragePrecision(4, thresholds, ignore_index=255)
+    reference = MultilabelAveragePrecision(4, average=None, thresholds=thresholds, ignore_index=255)
+    for half in (slice(0, 2), slice(2, 3)):  # two updates accumulate
+        ours.update(probs[half], target[half])
+        reference.update(probs[half], target[half])
+    assert torch.allclose(ours.compute(), reference.compute(), atol=1e-5)
+
+
+def test_perfect_and_absent_labels():
+    probs = torch.zeros(1, 2, 4, 4)
+    target = torch.zeros(1, 2, 4, 4, dtype=torch.long)
+    target[0, 0, :2] = 1
+    probs[0, 0, :2] = 0.9
+    probs[0, 0, 2:] = 0.1
+    probs[0, 1] = 0.7  # label 1 has no positive pixel
+    metric = BinnedAveragePrecision(2, 100)
+    metric.update(probs, target)
+    ap = metric.compute()
+    assert ap[0].item() == pytest.approx(1.0)
+    assert math.isnan(ap[1].item())
+    precision, recall, thresholds = metric.curves()
+    assert precision.shape == recall.shape == (2, 100) and thresholds[-1] == 1
+    assert recall[0, 0] == 1 and recall[0, -1] == 0

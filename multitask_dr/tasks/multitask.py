@@ -13,8 +13,8 @@ positives accumulated over the whole evaluation set at threshold 0.5; a lesion t
 both the labels and the predictions of the whole set scores NaN and is left out of the mean.
 AUPR is average precision over 200 thresholds (``BinnedAveragePrecision``: torchmetrics' value,
 computed from histograms because torchmetrics' own is too slow for pixel maps); a lesion type
-with no positive pixel scores NaN and is left out of the mean. ``val/score`` (used for checkpoint selection) is the
-mean of the headline metrics available: lesion mAUPR and grade QWK.
+with no positive pixel scores NaN and is left out of the mean. ``val/score`` (used for checkpoint
+selection) is the mean of the headline metrics available: lesion mAUPR and grade QWK.
 """
 
 from __future__ import annotations

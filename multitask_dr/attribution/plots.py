@@ -45,7 +45,7 @@ def lesion_overlay(image: np.ndarray, probs: Tensor | np.ndarray, alpha: float =
     for channel in range(maps.shape[0]):
         weight = alpha * np.clip(maps[channel], 0.0, 1.0)[..., None]
         out = out * (1 - weight) + weight * np.asarray(LESION_COLOURS[channel])
-    return np.clip(out, 0.0, 1.0)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def plot_overlay(

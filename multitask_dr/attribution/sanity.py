@@ -75,8 +75,9 @@ def rank_correlation(a: Tensor, b: Tensor, where: Tensor | None = None) -> float
         a: Attribution, any shape.
         b: Attribution of the same shape.
         where: Optional bool mask of the entries to compare. Pixel attributions on lesion maps
-            are exactly 0 wherever the map is 0, under any model, so comparing all pixels
-            mostly measures the maps; pass ``maps > threshold`` to compare the model's part.
+            are exactly 0 wherever the map is 0, under any model; those shared zeros (one big
+            tie) add agreement that says nothing about the model, so pass ``maps > threshold``
+            to compare the lesion pixels only.
 
     Returns:
         The coefficient in ``[-1, 1]`` (NaN when either side is constant).

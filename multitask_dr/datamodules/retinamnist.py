@@ -45,6 +45,8 @@ class RetinaMNISTDataModule(SeededDataModule):
         download: Let medmnist download the file (needs a network).
         synthetic: When the file is missing, write a synthetic RetinaMNIST with these
             ``write_retinamnist`` arguments instead of failing (``None``: fail with a message).
+        predict_dir: Folder of fundus images (any size) that ``predict`` reads: cropped to the
+            field of view, resized to ``image_size`` and normalised like the training images.
     """
 
     def __init__(
@@ -62,8 +64,9 @@ class RetinaMNISTDataModule(SeededDataModule):
         std: tuple[float, float, float] | None = None,
         download: bool = False,
         synthetic: dict[str, int] | None = None,
+        predict_dir: str | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, seed)
+        super().__init__(batch_size, eval_batch_size, num_workers, seed, predict_dir)
         self.root = Path(root)
         self.size = size
         self.image_size = image_size or size
@@ -94,11 +97,12 @@ class RetinaMNISTDataModule(SeededDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Load the splits a stage needs (``fit``: train+val, ``validate``, ``test``)."""
+        if stage == "predict":
+            # predict_dataloader reads predict_dir after the checkpoint has restored the
+            # normalisation, so predicting needs no RetinaMNIST file.
+            return
         if self.mean is None or self.std is None:
-            train = RetinaMNISTDataset(self.root, "train", self.size, download=self.download)
-            mean, std = channel_stats(train.images)
-            self.mean = self.mean or mean  # type: ignore[assignment]
-            self.std = self.std or std  # type: ignore[assignment]
+            self.fit_normalisation()
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
             stage or "fit", ("train", "val", "test")
         )
@@ -112,6 +116,13 @@ class RetinaMNISTDataModule(SeededDataModule):
                 f"RetinaMNIST {split} ({self.size}px): {len(self.datasets[split])} "
                 f"images, grades 0-4: {counts.tolist()}"
             )
+
+    def fit_normalisation(self) -> None:
+        """Per-channel mean/std of the train split, where not configured."""
+        train = RetinaMNISTDataset(self.root, "train", self.size, download=self.download)
+        mean, std = channel_stats(train.images)
+        self.mean = self.mean or mean  # type: ignore[assignment]
+        self.std = self.std or std  # type: ignore[assignment]
 
     def sampler(self) -> WeightedRandomSampler | None:
         """Inverse-frequency sampler over the train grades, when enabled."""

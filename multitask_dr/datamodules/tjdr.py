@@ -99,6 +99,8 @@ class TJDRDataModule(SeededDataModule):
         cache_dir: Where preprocessed samples are cached (``None``: ``<root>/.cache``).
         synthetic: When ``root`` does not exist, write a synthetic TJDR there with these
             ``write_tjdr`` arguments instead of failing (``None``: fail with a message).
+        predict_dir: Folder of fundus images (any size) that ``predict`` reads, preprocessed
+            like the training images (field-of-view crop, ``image_size``, normalisation).
     """
 
     def __init__(
@@ -122,8 +124,9 @@ class TJDRDataModule(SeededDataModule):
         std: tuple[float, float, float] | None = None,
         cache_dir: str | None = None,
         synthetic: dict[str, int] | None = None,
+        predict_dir: str | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, seed)
+        super().__init__(batch_size, eval_batch_size, num_workers, seed, predict_dir)
         self.root = Path(root)
         self.image_size = image_size
         if patch_size is not None and patch_size > image_size:
@@ -182,14 +185,15 @@ class TJDRDataModule(SeededDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Index, verify (decode once into the cache), split and attach transforms."""
+        if stage == "predict":
+            # predict_dataloader reads predict_dir after the checkpoint has restored the
+            # normalisation, so predicting needs no training data.
+            return
         full = self.dataset("train")
         full.verify()
         self._report(full)
         if self.mean is None or self.std is None:
-            sample = np.stack([full.load(i)[0] for i in range(min(len(full), 64))])
-            mean, std = channel_stats(sample)
-            self.mean = self.mean or mean  # type: ignore[assignment]
-            self.std = self.std or std  # type: ignore[assignment]
+            self.fit_normalisation(full)
         if stage in (None, "fit", "validate"):
             names = [r.name for r in full.records]
             strata = [self._lesion_bits(full, i) for i in range(len(full))]
@@ -205,6 +209,14 @@ class TJDRDataModule(SeededDataModule):
             self._report(test)
             test.transform = self.transform(train=False)
             self.datasets["test"] = test
+
+    def fit_normalisation(self, full: TJDRDataset | None = None) -> None:
+        """Per-channel retina mean/std of (up to 64) training images, where not configured."""
+        full = full if full is not None else self.dataset("train")
+        sample = np.stack([full.load(i)[0] for i in range(min(len(full), 64))])
+        mean, std = channel_stats(sample)
+        self.mean = self.mean or mean  # type: ignore[assignment]
+        self.std = self.std or std  # type: ignore[assignment]
 
     @staticmethod
     def _lesion_bits(dataset: TJDRDataset, index: int) -> int:

@@ -270,10 +270,12 @@ class MultiTaskDR(LightningModule):
             out["lesion_probs"] = torch.sigmoid(logits)
         return out
 
-    def evaluate(self, batch: dict[str, Any], stage: str) -> None:
-        """Update the stage's metrics and log its loss."""
-        for part in split_sources(batch).values():
+    def evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, dict[str, Tensor]]:
+        """Update the stage's metrics; return each source's outputs (for callbacks' media)."""
+        outputs = {}
+        for name, part in split_sources(batch).items():
             out = self.evaluation_forward(part["image"])
+            outputs[name] = out
             seg, grade = self.source_losses(part, out)
             size = len(part["image"])
             seen = self._seen.setdefault(stage, set())
@@ -290,16 +292,19 @@ class MultiTaskDR(LightningModule):
                     out["grade_probs"][graded], part["grade"][graded]
                 )
                 self.metrics[f"{stage}_grade_loss"].update(grade, weight=int(graded.sum()))
+        return outputs
 
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        """Accumulate validation metrics."""
-        self.evaluate(batch, "val")
+    ) -> dict[str, dict[str, Tensor]]:
+        """Accumulate validation metrics; the outputs go to callbacks (e.g. ``WandbMedia``)."""
+        return self.evaluate(batch, "val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Accumulate test metrics."""
-        self.evaluate(batch, "test")
+    def test_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, dict[str, Tensor]]:
+        """Accumulate test metrics; the outputs go to callbacks (e.g. ``WandbMedia``)."""
+        return self.evaluate(batch, "test")
 
     def predict_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
@@ -314,6 +319,15 @@ class MultiTaskDR(LightningModule):
         """Compute, name and reset the stage's metrics."""
         results: dict[str, Tensor] = {}
         seen = self._seen.pop(stage, set())
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Under DDP every process must call compute() (it all-gathers the states), also one
+            # whose share of the data had no masks or no grades, or the others wait forever.
+            strategy = self.trainer.strategy
+            seen = {
+                kind
+                for kind in ("seg", "grade")
+                if strategy.reduce_boolean_decision(kind in seen, all=False)
+            }
         headline = []
         if "seg" in seen:
             stats = self.metrics[f"{stage}_seg_stats"].compute().float()  # (L, 5): tp fp tn fn sup

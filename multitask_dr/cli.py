@@ -4,7 +4,10 @@ Also ``python -m multitask_dr``.
 
 ``fit``/``validate``/``test``/``predict`` are Lightning's CLI over :class:`MultiTaskDR` and any
 datamodule of this package, configured by YAML files in ``configs/``. ``synth`` writes the
-synthetic fundus datasets.
+synthetic fundus datasets, ``check-data`` reports on a dataset.
+
+``predict`` always has a :class:`~multitask_dr.predict.PredictionWriter` (options under
+``prediction:``, e.g. ``--prediction.output_dir``) and keeps no predictions in memory.
 """
 
 from __future__ import annotations
@@ -19,13 +22,24 @@ from typing import Any
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from lightning import LightningDataModule, LightningModule, Trainer  # noqa: E402
+from lightning.pytorch.callbacks import BasePredictionWriter  # noqa: E402
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402
 
+from multitask_dr.predict import PredictionWriter  # noqa: E402
 from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 EXTRA_COMMANDS = ("synth", "check-data")
+
+
+def config_names() -> list[str]:
+    """Experiment configs under ``configs/`` (sweep files are for ``wandb sweep``, not the CLI)."""
+    return sorted(
+        p.relative_to(CONFIG_DIR).as_posix()
+        for p in CONFIG_DIR.rglob("*.yaml")
+        if "sweeps" not in p.relative_to(CONFIG_DIR).parts
+    )
 
 
 def wandb_logged_in() -> bool:
@@ -63,6 +77,9 @@ class WandbSaveConfig(SaveConfigCallback):
         if self.already_saved or not trainer.is_global_zero:
             return
         run = wandb_loggers[0].experiment
+        if getattr(run, "disabled", False):  # WANDB_MODE=disabled: write nothing anywhere
+            self.already_saved = True
+            return
         self.parser.save(
             self.config,
             os.path.join(run.dir, self.config_filename),
@@ -92,12 +109,32 @@ class MultiTaskCLI(LightningCLI):
     """LightningCLI with the project's task and any of its datamodules."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
-        """Document where the configs are in ``--help``."""
-        configs = sorted(p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.yaml"))
+        """List the configs in ``--help``; add the prediction writer's options."""
+        configs = config_names()
         if configs:
             parser.description = (parser.description or "") + (
                 f"\n\nConfigs in {CONFIG_DIR}: " + ", ".join(configs)
             )
+        # Attached in every subcommand (it acts only in predict), so `predict` never runs
+        # without writing its results and a run's saved config says where they would go.
+        parser.add_lightning_class_args(PredictionWriter, "prediction")
+
+    def before_predict(self) -> None:
+        """A ``PredictionWriter`` the user put in ``trainer.callbacks`` replaces the CLI's."""
+        callbacks = self.trainer.callbacks
+        writers = [cb for cb in callbacks if isinstance(cb, BasePredictionWriter)]
+        if len(writers) > 1:
+            cli_writer = self.config_init[self.subcommand]["prediction"]
+            self.trainer.callbacks = [cb for cb in callbacks if cb is not cli_writer]
+
+    def predict(self, **kwargs: Any) -> Any:
+        """``Trainer.predict`` keeping nothing in memory unless ``--return_predictions true``.
+
+        The writer saves every batch; holding all lesion maps too would grow without bound.
+        """
+        if kwargs.get("return_predictions") is None:
+            kwargs["return_predictions"] = False
+        return self.trainer.predict(**kwargs)
 
 
 def run_synth(args: list[str]) -> int:
@@ -127,7 +164,6 @@ def main(args: list[str] | None = None) -> int:
     if argv and argv[0] in EXTRA_COMMANDS:
         return {"synth": run_synth, "check-data": run_check_data}[argv[0]](argv[1:])
     default_wandb_mode()
-    configs = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
     MultiTaskCLI(
         MultiTaskDR,
         LightningDataModule,
@@ -136,8 +172,9 @@ def main(args: list[str] | None = None) -> int:
         save_config_kwargs={"overwrite": True},
         args=None if args is None else argv,  # None: LightningCLI reads sys.argv itself
         parser_kwargs={
-            "description": "Joint DR lesion segmentation and grading. Configs: "
-            + ", ".join(configs),
+            "description": "Joint DR lesion segmentation and grading. Configs (in "
+            f"{CONFIG_DIR}): {', '.join(config_names())}. Also: `multitask-dr synth --help` "
+            "(synthetic data), `multitask-dr check-data --help` (dataset report).",
         },
     )
     finish_wandb_run()

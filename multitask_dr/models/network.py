@@ -140,17 +140,29 @@ class MultiTaskNet(nn.Module):
         """Lesion maps only (encoder, decoder, segmentation head), for sliding windows."""
         return self.segmentation_head(self.decoder(self.encoder(image)))
 
-    def forward(self, image: Tensor) -> dict[str, Tensor]:
+    def needs_lesion_maps(self) -> bool:
+        """Whether the grade head reads the lesion maps (every conditioning but ``none``)."""
+        return self.grade_head.conditioning != "none"
+
+    def forward(self, image: Tensor, lesions: bool = True) -> dict[str, Tensor]:
         """Run all parts.
 
         Args:
             image: ``(B, 3, H, W)`` normalised images.
+            lesions: Compute the lesion maps. ``False`` skips the decoder when the grade head
+                does not read the maps (``conditioning="none"``): a grading-only batch then
+                costs the encoder and the head only. Ignored when the head needs the maps.
 
         Returns:
-            ``lesion_logits`` ``(B, L, H, W)``, ``grade_logits``, and ``contributions``
-            ``(B, L, ·)`` when the head decomposes exactly.
+            ``lesion_logits`` ``(B, L, H, W)`` (absent when skipped), ``grade_logits``, and
+            ``contributions`` ``(B, L, ·)`` when the head decomposes exactly.
         """
         features = self.encoder(image)
+        if not lesions and not self.needs_lesion_maps():
+            deep = features[-1]
+            # The "none" head ignores the maps argument, so no placeholder maps are built.
+            grade_logits, _ = self.grade_head(deep.mean(dim=(2, 3)), deep, deep[:, :0])
+            return {"grade_logits": grade_logits}
         lesion_logits = self.segmentation_head(self.decoder(features))
         probs = torch.sigmoid(lesion_logits)
         if self.detach_lesions:

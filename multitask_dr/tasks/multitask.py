@@ -44,6 +44,24 @@ from multitask_dr.models.ordinal import GradeOutput, grade_loss, grade_probabili
 from multitask_dr.tasks.metrics import BinnedAveragePrecision
 
 LossWeighting = Literal["fixed", "uncertainty"]
+TestTimeAugmentation = Literal["none", "flips", "dihedral"]
+
+
+def tta_views(image: Tensor, tta: TestTimeAugmentation) -> list[Tensor]:
+    """The views of ``(B, 3, H, W)`` images that test-time augmentation averages over.
+
+    ``none``: the image; ``flips``: plus horizontal, vertical and both flips (4 views);
+    ``dihedral``: those 4 and their transposes, i.e. all 8 rotations/reflections of the square.
+    A fundus photograph has no preferred orientation, so every view is a plausible input.
+    """
+    if tta not in ("none", "flips", "dihedral"):
+        raise ValueError(f"tta must be none, flips or dihedral, got {tta!r}")
+    if tta == "none":
+        return [image]
+    views = [image, image.flip(-1), image.flip(-2), image.flip(-2, -1)]
+    if tta == "dihedral":
+        views += [view.transpose(-2, -1) for view in views]
+    return views
 
 
 def split_sources(batch: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -83,6 +101,9 @@ class MultiTaskDR(LightningModule):
         eval_window: Evaluate lesion maps of images larger than this by sliding windows of
             ``eval_window``² (train on patches of that size); ``None``: one pass.
         eval_overlap: Overlap between neighbouring evaluation windows, in ``[0, 1)``.
+        tta: Test-time augmentation of the grade in validation, test and predict: ``none``,
+            ``flips`` (average grade probabilities over 4 flips) or ``dihedral`` (8 views).
+            Lesion maps, contributions and the logged loss come from the plain view.
     """
 
     def __init__(
@@ -110,6 +131,7 @@ class MultiTaskDR(LightningModule):
         warmup_epochs: int = 0,
         eval_window: int | None = None,
         eval_overlap: float = 0.25,
+        tta: TestTimeAugmentation = "none",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -179,10 +201,17 @@ class MultiTaskDR(LightningModule):
         self._seen: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ forward & losses
-    def forward(self, image: Tensor) -> dict[str, Tensor]:
-        """Network outputs plus ``lesion_probs`` and ``grade_probs``."""
-        out = self.net(image)
-        out["lesion_probs"] = torch.sigmoid(out["lesion_logits"])
+    def forward(self, image: Tensor, lesions: bool = True) -> dict[str, Tensor]:
+        """Network outputs plus ``lesion_probs`` and ``grade_probs``.
+
+        Args:
+            image: ``(B, 3, H, W)`` normalised images.
+            lesions: ``False`` lets the network skip the decoder where the grade does not read
+                the lesion maps (no ``lesion_logits``/``lesion_probs`` then).
+        """
+        out = self.net(image, lesions=lesions)
+        if "lesion_logits" in out:
+            out["lesion_probs"] = torch.sigmoid(out["lesion_logits"])
         out["grade_probs"] = grade_probabilities(out["grade_logits"], self.hparams.grade_output)
         return out
 
@@ -239,7 +268,10 @@ class MultiTaskDR(LightningModule):
         """Sum the losses of every source in the batch."""
         seg_losses, grade_losses = [], []
         for name, part in split_sources(batch).items():
-            seg, grade = self.source_losses(part, self(part["image"]))
+            # A batch without masks needs no lesion maps unless the grade reads them: the
+            # decoder is skipped then (most of the cost of a grading-only step).
+            out = self(part["image"], lesions="mask" in part)
+            seg, grade = self.source_losses(part, out)
             size = len(part["image"])
             if seg is not None:
                 seg_losses.append(seg)
@@ -259,7 +291,11 @@ class MultiTaskDR(LightningModule):
         return loss
 
     def evaluation_forward(self, image: Tensor) -> dict[str, Tensor]:
-        """Forward pass for evaluation: lesion maps by sliding window when the image is large."""
+        """Forward pass for evaluation.
+
+        Lesion maps come by sliding window when the image is large; grade probabilities are
+        averaged over the ``tta`` views.
+        """
         out = self(image)
         window = self.hparams.eval_window
         if window is not None and max(image.shape[-2:]) > window:
@@ -268,6 +304,11 @@ class MultiTaskDR(LightningModule):
             )
             out["lesion_logits"] = logits
             out["lesion_probs"] = torch.sigmoid(logits)
+        views = tta_views(image, self.hparams.tta)
+        if len(views) > 1:
+            # Average probabilities, not logits: CORAL's logits are cumulative, not per grade.
+            extra = [self(view, lesions=False)["grade_probs"] for view in views[1:]]
+            out["grade_probs"] = torch.stack([out["grade_probs"], *extra]).mean(dim=0)
         return out
 
     def evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, dict[str, Tensor]]:

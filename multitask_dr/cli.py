@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter  # noqa: E402
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402
 
+from multitask_dr.datasets.problems import DataError  # noqa: E402
 from multitask_dr.predict import PredictionWriter  # noqa: E402
 from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
 
@@ -158,26 +159,33 @@ def main(args: list[str] | None = None) -> int:
         args: Command-line arguments without the program name (``None``: ``sys.argv[1:]``).
 
     Returns:
-        Process exit status.
+        Process exit status: 0, or 2 when the data cannot be used (missing root or file,
+        unreadable folder), with the reason printed instead of a traceback.
     """
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in EXTRA_COMMANDS:
         return {"synth": run_synth, "check-data": run_check_data}[argv[0]](argv[1:])
     default_wandb_mode()
-    MultiTaskCLI(
-        MultiTaskDR,
-        LightningDataModule,
-        subclass_mode_data=True,
-        save_config_callback=WandbSaveConfig,
-        save_config_kwargs={"overwrite": True},
-        args=None if args is None else argv,  # None: LightningCLI reads sys.argv itself
-        parser_kwargs={
-            "description": "Joint DR lesion segmentation and grading. Configs (in "
-            f"{CONFIG_DIR}): {', '.join(config_names())}. Also: `multitask-dr synth --help` "
-            "(synthetic data), `multitask-dr check-data --help` (dataset report).",
-        },
-    )
-    finish_wandb_run()
+    try:
+        MultiTaskCLI(
+            MultiTaskDR,
+            LightningDataModule,
+            subclass_mode_data=True,
+            save_config_callback=WandbSaveConfig,
+            save_config_kwargs={"overwrite": True},
+            args=None if args is None else argv,  # None: LightningCLI reads sys.argv itself
+            parser_kwargs={
+                "description": "Joint DR lesion segmentation and grading. Configs (in "
+                f"{CONFIG_DIR}): {', '.join(config_names())}. Also: `multitask-dr synth "
+                "--help` (synthetic data), `multitask-dr check-data --help` (dataset report).",
+            },
+        )
+    except DataError as error:
+        # A wrong path in a config is the user's to fix: say which, not where in our code.
+        print(f"multitask-dr: error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        finish_wandb_run()
     return 0
 
 

@@ -19,12 +19,14 @@ selection) is the mean of the headline metrics available: lesion mAUPR and grade
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from lightning import LightningModule
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
@@ -44,6 +46,15 @@ from multitask_dr.models.ordinal import GradeOutput, grade_loss, grade_probabili
 from multitask_dr.tasks.metrics import BinnedAveragePrecision
 
 LossWeighting = Literal["fixed", "uncertainty"]
+
+# Epoch-end values come from torchmetrics' compute(), which already all-gathers every process's
+# state under DDP: Lightning's advice to add sync_dist=True (average per-process values) does not
+# apply to them, and would print once per metric.
+warnings.filterwarnings(
+    "ignore",
+    message=r"It is recommended to use `self\.log\('(val|test)/",
+    category=PossibleUserWarning,
+)
 TestTimeAugmentation = Literal["none", "flips", "dihedral"]
 
 

@@ -1,0 +1,234 @@
+"""RetinaMNIST grading benchmark (issue 4): the real CLI, several seeds, published rows beside.
+
+For each seed it runs ``multitask-dr fit`` on ``configs/retinamnist.yaml`` in-process (the seed
+goes to ``seed_everything`` and to the datamodule), selects the checkpoint on the validation
+split (the config's ``ModelCheckpoint`` monitor), re-validates that checkpoint, and touches the
+test split once (``multitask-dr test --ckpt_path``). Metrics are read back from a CSV logger.
+It prints per-seed results and mean ± std of test ACC / AUC / QWK next to the published
+MedMNIST results (a Markdown table).
+
+``--val-only`` never opens the test split: use it for every choice (settings, epochs) and run
+the test once with the chosen config. ``--set KEY=VALUE`` overrides a dotted config key
+(``model.lr=0.002``, ``data.init_args.image_size=32``; the value is read as YAML).
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_retinamnist.py [--seeds 0 1 2] [--set ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from multitask_dr.cli import main as cli_main  # noqa: E402
+
+# MedMNIST v2 (Yang et al., Sci. Data 2023) table and MedMNIST+ (Doerrich et al., 2024).
+PUBLISHED = (
+    ("ResNet-18 (28), MedMNIST v2", 0.524, 0.717),
+    ("ResNet-50 (28), MedMNIST v2", 0.528, 0.726),
+    ("Google AutoML Vision, MedMNIST v2", 0.531, 0.750),
+    ("VGG16 pretrained (28), best 28 px in MedMNIST+", 0.542, 0.754),
+)
+METRICS = ("acc", "auc", "qwk")
+
+
+def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``config["a"]["b"]`` for ``"a.b"``, creating dicts on the way."""
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+
+
+def checkpoint_callback(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's ``ModelCheckpoint`` entry (the benchmark needs exactly one)."""
+    found = [
+        cb
+        for cb in config["trainer"].get("callbacks", [])
+        if cb["class_path"].endswith("ModelCheckpoint")
+    ]
+    if len(found) != 1:
+        raise ValueError("the config needs exactly one ModelCheckpoint callback")
+    return found[0]
+
+
+def seed_config(base: dict[str, Any], seed: int, out: Path, overrides: list[str]) -> dict[str, Any]:
+    """The experiment config for one seed: CSV logging and checkpoints under ``out``."""
+    config = copy.deepcopy(base)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        set_key(config, key, yaml.safe_load(value))
+    config["seed_everything"] = seed
+    set_key(config, "data.init_args.seed", seed)
+    trainer = config["trainer"]
+    trainer["logger"] = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(out), "name": "fit", "version": 0},
+    }
+    trainer["enable_progress_bar"] = False
+    trainer["enable_model_summary"] = False
+    checkpoint = checkpoint_callback(config)["init_args"]
+    checkpoint["dirpath"] = str(out / "ckpt")
+    checkpoint["filename"] = "best"
+    return config
+
+
+def read_rows(path: Path) -> list[dict[str, float]]:
+    """Non-empty numeric cells of a CSVLogger ``metrics.csv``."""
+    with path.open() as handle:
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def last_values(rows: list[dict[str, float]], prefix: str) -> dict[str, float]:
+    """The last logged ``{prefix}/grade/{acc,auc,qwk}``."""
+    result = {}
+    for name in METRICS:
+        values = [r[f"{prefix}/grade/{name}"] for r in rows if f"{prefix}/grade/{name}" in r]
+        result[name] = values[-1] if values else math.nan
+    return result
+
+
+def run_seed(
+    base: dict[str, Any], seed: int, args: argparse.Namespace, work: Path
+) -> dict[str, Any]:
+    """Fit, select on validation, re-validate the selection and (unless val-only) test."""
+    out = work / f"seed{seed}"
+    config = seed_config(base, seed, out, args.set)
+    path = work / f"seed{seed}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    monitor = checkpoint_callback(config)["init_args"]["monitor"]
+
+    start = time.perf_counter()
+    cli_main(["fit", "--config", str(path)])
+    fit_seconds = time.perf_counter() - start
+    ckpt = out / "ckpt" / "best.ckpt"
+    epochs = read_rows(out / "fit" / "version_0" / "metrics.csv")
+    curve = [r for r in epochs if f"val/grade/{METRICS[0]}" in r]
+    if not any(monitor in r for r in curve):
+        raise RuntimeError(f"the checkpoint monitor {monitor!r} was never logged")
+    best_epoch = int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"])
+
+    def evaluate(stage: str) -> tuple[dict[str, float], float]:
+        begin = time.perf_counter()
+        cli_main(
+            [stage, "--config", str(path), "--ckpt_path", str(ckpt)]
+            + ["--trainer.logger.init_args.name", stage]
+        )
+        seconds = time.perf_counter() - begin
+        rows = read_rows(out / stage / "version_0" / "metrics.csv")
+        return last_values(rows, "val" if stage == "validate" else "test"), seconds
+
+    val, _ = evaluate("validate")
+    result: dict[str, Any] = {
+        "seed": seed,
+        "best_epoch": best_epoch,
+        "fit_s": fit_seconds,
+        "val": val,
+        "val_last_epoch": last_values(curve, "val"),
+        "val_curve": [{k: r[f"val/grade/{k}"] for k in METRICS} for r in curve],
+    }
+    if not args.val_only:
+        result["test"], result["test_s"] = evaluate("test")
+    return result
+
+
+def mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace, config: dict[str, Any]) -> None:
+    """Print the per-seed table and the comparison with the published rows."""
+    model, data = config["model"], config["data"]["init_args"]
+    print(
+        f"\nmachine: {platform.machine()} ({platform.processor() or 'cpu'}), "
+        f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}; config "
+        f"{args.config.name} {' '.join(args.set)}; {model.get('encoder')} from scratch, "
+        f"{data.get('size')} px read, {data.get('image_size')} px fed; seeds {args.seeds}\n"
+    )
+    print(
+        "| seed | best epoch | val ACC | val AUC | val QWK | test ACC | test AUC | test QWK "
+        "| fit s | test s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        test = r.get("test", dict.fromkeys(METRICS, math.nan))
+        cells = [f"{r['val'][k]:.3f}" for k in METRICS] + [f"{test[k]:.3f}" for k in METRICS]
+        print(
+            f"| {r['seed']} | {r['best_epoch']} | "
+            + " | ".join(cells)
+            + f" | {r['fit_s']:.0f} | {r.get('test_s', math.nan):.0f} |"
+        )
+    stage = "val" if args.val_only else "test"
+    print(f"\n| model (RetinaMNIST, {stage} split) | ACC | AUC | QWK |")
+    print("|---|---|---|---|")
+    if not args.val_only:
+        for name, acc, auc in PUBLISHED:
+            print(f"| {name} | {acc:.3f} | {auc:.3f} | not reported |")
+    cells = [mean_std([r[stage][k] for r in results]) for k in METRICS]
+    label = args.label or f"multitask_dr {model.get('encoder')}, {len(results)} seeds"
+    print(f"| **{label}** | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "retinamnist.yaml")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--val-only", action="store_true", help="never touch the test split")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--label", help="row name in the table")
+    parser.add_argument("--work", type=Path, help="keep logs/checkpoints here (default: temp)")
+    parser.add_argument("--json", type=Path, help="also write the per-seed results here")
+    args = parser.parse_args()
+    # One thread: on the shared 2-core machine two OpenMP threads ran many times slower.
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*sys.argv.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    base = yaml.safe_load(args.config.read_text())
+    os.chdir(REPO)  # the config's data root is relative to the repository
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for seed in args.seeds:
+            result = run_seed(base, seed, args, work)
+            results.append(result)
+            summary = {k: v for k, v in result.items() if k != "val_curve"}
+            print(json.dumps(summary), flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2))
+    report(results, args, seed_config(base, 0, Path("."), args.set))
+
+
+if __name__ == "__main__":
+    main()

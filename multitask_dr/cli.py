@@ -22,7 +22,11 @@ from typing import Any
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from lightning import LightningDataModule, LightningModule, Trainer  # noqa: E402
-from lightning.pytorch.callbacks import BasePredictionWriter  # noqa: E402
+from lightning.pytorch.callbacks import (  # noqa: E402
+    BasePredictionWriter,
+    ProgressBar,
+    RichProgressBar,
+)
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402
 
@@ -119,6 +123,21 @@ class MultiTaskCLI(LightningCLI):
         # Attached in every subcommand (it acts only in predict), so `predict` never runs
         # without writing its results and a run's saved config says where they would go.
         parser.add_lightning_class_args(PredictionWriter, "prediction")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, with a Rich progress bar unless one is configured or bars are off.
+
+        Added here rather than listed in every config: Lightning refuses a progress bar
+        callback together with ``--trainer.enable_progress_bar false``, which benchmarks and
+        tests pass.
+        """
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        wanted = config.get("enable_progress_bar") is not False
+        if wanted and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+            config["callbacks"] = [*callbacks, RichProgressBar()]
+        return super().instantiate_trainer(**kwargs)
 
     def before_predict(self) -> None:
         """A ``PredictionWriter`` the user put in ``trainer.callbacks`` replaces the CLI's."""

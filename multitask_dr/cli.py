@@ -209,12 +209,18 @@ def main(args: list[str] | None = None) -> int:
 
 
 def finish_wandb_run() -> None:
-    """Close the W&B run, so the next in-process command (tests, notebooks) starts its own."""
+    """Close the W&B run, so the next in-process command (tests, notebooks) starts afresh.
+
+    ``wandb.teardown`` also waits for W&B's service process to write what is still queued (a
+    model artifact is recorded after ``finish`` returns) and drops the settings W&B cached at
+    its first run, so a later command in the same process sees a changed ``WANDB_MODE``.
+    """
     if "wandb" in sys.modules:
         import wandb
 
         if wandb.run is not None:
             wandb.finish()
+        wandb.teardown()
 
 
 if __name__ == "__main__":

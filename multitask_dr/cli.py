@@ -70,11 +70,14 @@ class WandbSaveConfig(SaveConfigCallback):
     With a :class:`WandbLogger` the config goes into the run's own files folder (uploaded with
     the run, never clashing with another run) and into ``run.config``, so W&B shows every
     setting, not only the model's hyper-parameters. Other loggers get Lightning's behaviour
-    (``config.yaml`` in the log dir, overwritten).
+    (``config.yaml`` in the log dir, overwritten); with no logger nothing is written.
     """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Write the config once, on rank zero."""
+        if not trainer.loggers:
+            # No run to attach it to: Lightning would drop config.yaml into the working folder.
+            return
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         if not wandb_loggers:
             super().setup(trainer, pl_module, stage)

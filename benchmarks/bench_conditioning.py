@@ -5,11 +5,15 @@ follows a known lesion rule, through the framework's own datamodule and task, se
 checkpoint on ``val/score``, then on the test split reports grade QWK/ACC, lesion mean AUPR and
 how often the lesion type with the largest attribution (lesion-map ablation: erase one type's
 predicted map and re-grade; effect on the expected grade) is the lesion that decided the grade by
-the generator's rule, over test images of grade >= 1.
+the generator's rule: over all test images of grade >= 1, and over those where the deciding
+lesion is *necessary* (erasing it changes the rule's grade; in a grade-2 eye with haemorrhages
+and exudates either alone keeps grade 2, so no counterfactual can single one out).
 
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_conditioning.py [--epochs 20] [--seeds 0 1 2]
+    # recompute the attribution columns from kept checkpoints:
+    python benchmarks/bench_conditioning.py --work DIR --attribution-only --json results.json
 """
 
 from __future__ import annotations
@@ -37,24 +41,48 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
 from multitask_dr.attribution.ablation import ablate_lesion_maps  # noqa: E402
 from multitask_dr.attribution.core import encode  # noqa: E402
+from multitask_dr.attribution.sanity import deciding_lesion_is_necessary  # noqa: E402
 from multitask_dr.datamodules import TJDRDataModule  # noqa: E402
-from multitask_dr.datasets.synthetic import write_tjdr  # noqa: E402
+from multitask_dr.datasets.synthetic import (  # noqa: E402
+    image_rng,
+    render_phantom,
+    sample_grade,
+    write_tjdr,
+)
 from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
 
 MODES = ("none", "stats", "lesion_pooled", "bottleneck")
 
 
-def deciding_lesions(root: Path, split: str) -> dict[str, str]:
-    """Image name -> the lesion that decided its grade (graded images only)."""
+def deciding_lesions(root: Path, split: str, size: int, count: int) -> dict[str, tuple[str, bool]]:
+    """Image name -> (deciding lesion, whether it is necessary), for graded images.
+
+    The phantoms are re-rendered from the generator's per-image seeds (seed 0), which gives
+    their lesion lists exactly; ``grades.csv`` is checked against them.
+    """
     with (root / split / "grades.csv").open() as handle:
-        return {
-            r["image"]: r["deciding_lesion"] for r in csv.DictReader(handle) if r["deciding_lesion"]
-        }
+        written = {r["image"]: r["deciding_lesion"] for r in csv.DictReader(handle)}
+    deciders = {}
+    for index in range(count):
+        rng = image_rng(0, "tjdr", split, index)
+        phantom = render_phantom(size, sample_grade(rng, None), rng)
+        name = f"{index + 1:03d}"
+        assert written[name] == (phantom.deciding_lesion or ""), name
+        if phantom.deciding_lesion:
+            deciders[name] = (phantom.deciding_lesion, deciding_lesion_is_necessary(phantom))
+    return deciders
 
 
-def attribution_hits(task: MultiTaskDR, dm: TJDRDataModule, deciders: dict[str, str]) -> float:
-    """Share of graded test images whose top-ablation lesion is the rule's deciding lesion."""
-    hits = total = 0
+def attribution_hits(
+    task: MultiTaskDR, dm: TJDRDataModule, deciders: dict[str, tuple[str, bool]]
+) -> tuple[float, float]:
+    """Share of graded test images whose top-ablation lesion is the rule's deciding lesion.
+
+    Returns:
+        The share over all graded images and over those whose deciding lesion is necessary.
+    """
+    hits = {"all": 0, "necessary": 0}
+    totals = {"all": 0, "necessary": 0}
     task.eval()
     for batch in dm.test_dataloader():
         evidence = encode(task, batch["image"])
@@ -62,10 +90,43 @@ def attribution_hits(task: MultiTaskDR, dm: TJDRDataModule, deciders: dict[str, 
         for i, name in enumerate(batch["name"]):
             if name not in deciders:
                 continue
+            decider, necessary = deciders[name]
             top, effect = ablation.ranking(i)[0]
-            total += 1
-            hits += int(effect > 0 and top == deciders[name])
-    return hits / max(total, 1)
+            hit = int(effect > 0 and top == decider)
+            for subset in ("all", "necessary") if necessary else ("all",):
+                totals[subset] += 1
+                hits[subset] += hit
+    return hits["all"] / max(totals["all"], 1), hits["necessary"] / max(totals["necessary"], 1)
+
+
+def attribution(
+    checkpoint: str | Path, dm: TJDRDataModule, root: Path, args: argparse.Namespace
+) -> dict[str, float]:
+    """Attribution columns of one trained checkpoint."""
+    best = MultiTaskDR.load_from_checkpoint(checkpoint)
+    deciders = deciding_lesions(root, "test", args.size, args.n_test)
+    all_graded, necessary = attribution_hits(best, dm, deciders)
+    return {"attribution": all_graded, "attribution_necessary": necessary}
+
+
+def attribution_only(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Recompute the attribution columns from the checkpoints kept in ``--work``."""
+    results = json.loads(args.json.read_text())
+    root = args.work / "phantoms"
+    for result in results:
+        folder = args.work / f"{result['mode']}-{result['seed']}"
+        checkpoint = sorted(folder.glob("*.ckpt"))[-1]
+        dm = TJDRDataModule(
+            root=str(root),
+            image_size=args.size,
+            batch_size=args.batch,
+            seed=result["seed"],
+            cache_dir=str(args.work / "cache"),
+        )
+        dm.setup("test")
+        result |= attribution(checkpoint, dm, root, args)
+        print(json.dumps(result), flush=True)
+    return results
 
 
 def run(mode: str, seed: int, root: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -100,17 +161,15 @@ def run(mode: str, seed: int, root: Path, args: argparse.Namespace, work: Path) 
     trainer.fit(task, dm)
     seconds = time.perf_counter() - start
     metrics = trainer.test(task, dm, ckpt_path="best", verbose=False)[0]
-    best = MultiTaskDR.load_from_checkpoint(checkpoint.best_model_path)
-    hit_rate = attribution_hits(best, dm, deciding_lesions(root, "test"))
-    return {
+    result = {
         "mode": mode,
         "seed": seed,
         "qwk": metrics["test/grade/qwk"],
         "acc": metrics["test/grade/acc"],
         "aupr": metrics["test/seg/aupr_mean"],
-        "attribution": hit_rate,
         "seconds": seconds,
     }
+    return result | attribution(checkpoint.best_model_path, dm, root, args)
 
 
 def mean_std(values: list[float]) -> str:
@@ -130,22 +189,31 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--encoder", default="resnet18")
     parser.add_argument("--json", type=Path, help="also write the per-run results here")
+    parser.add_argument("--work", type=Path, help="keep data and checkpoints here (default: temp)")
+    parser.add_argument(
+        "--attribution-only",
+        action="store_true",
+        help="recompute the attribution columns of --json runs from --work",
+    )
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
 
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        root = work / "phantoms"
-        # The phantom set is fixed (seed 0); run seeds vary split, augmentation and weights.
-        write_tjdr(root, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=0)
-        for mode in args.modes:
-            for seed in args.seeds:
-                result = run(mode, seed, root, args, work)
-                results.append(result)
-                print(json.dumps(result), flush=True)
+    if args.attribution_only:
+        results = attribution_only(args)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = args.work or Path(tmp)
+            root = work / "phantoms"
+            # The phantom set is fixed (seed 0); run seeds vary split, augmentation and weights.
+            write_tjdr(root, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=0)
+            for mode in args.modes:
+                for seed in args.seeds:
+                    result = run(mode, seed, root, args, work)
+                    results.append(result)
+                    print(json.dumps(result), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
@@ -156,15 +224,17 @@ def main() -> None:
         f"seeds {args.seeds}\n"
     )
     print(
-        "| conditioning | grade QWK | grade ACC | lesion mAUPR | attribution names the "
-        "deciding lesion | train s/run |"
+        "| conditioning | grade QWK | grade ACC | lesion mAUPR | top attribution = deciding "
+        "lesion (all graded) | (deciding lesion necessary) | train s/run |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
+    columns = ("qwk", "acc", "aupr", "attribution", "attribution_necessary")
     for mode in args.modes:
         rows = [r for r in results if r["mode"] == mode]
-        cells = [mean_std([r[k] for r in rows]) for k in ("qwk", "acc", "aupr", "attribution")]
-        seconds = statistics.mean(r["seconds"] for r in rows)
-        print(f"| `{mode}` | " + " | ".join(cells) + f" | {seconds:.0f} |")
+        if rows:
+            cells = [mean_std([r[k] for r in rows]) for k in columns]
+            seconds = statistics.mean(r["seconds"] for r in rows)
+            print(f"| `{mode}` | " + " | ".join(cells) + f" | {seconds:.0f} |")
 
 
 if __name__ == "__main__":

@@ -7,65 +7,17 @@ import pytest
 import yaml
 
 from multitask_dr.cli import main
+from tests.cli_config import tiny_joint_config, wandb_logger
 
 
 def tiny_config(root, out):
-    return {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_epochs": 2,
-            "limit_train_batches": 2,
-            "limit_val_batches": 2,
-            "log_every_n_steps": 1,
-            "enable_progress_bar": False,
-            "logger": [
-                {
-                    "class_path": "lightning.pytorch.loggers.WandbLogger",
-                    "init_args": {"project": "multitask-dr-tests", "save_dir": str(out)},
-                },
-                {
-                    "class_path": "lightning.pytorch.loggers.CSVLogger",
-                    "init_args": {"save_dir": str(out), "name": "csv"},
-                },
-            ],
-            "callbacks": [
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {
-                        "monitor": "val/score",
-                        "mode": "max",
-                        "dirpath": str(out / "ckpt"),
-                        "filename": "best",
-                    },
-                }
-            ],
-        },
-        "model": {
-            "encoder": "tu-test_resnet",
-            "decoder_channels": [16, 16, 8, 8, 8],
-            "conditioning": "stats",
-        },
-        "data": {
-            "class_path": "multitask_dr.datamodules.JointDataModule",
-            "init_args": {
-                "segmentation": {
-                    "class_path": "multitask_dr.datamodules.TJDRDataModule",
-                    "init_args": {"root": str(root / "tjdr"), "image_size": 64, "batch_size": 2},
-                },
-                "grading": {
-                    "class_path": "multitask_dr.datamodules.RetinaMNISTDataModule",
-                    "init_args": {
-                        "root": str(root / "retinamnist"),
-                        "size": 28,
-                        "image_size": 32,
-                        "batch_size": 8,
-                    },
-                },
-            },
-        },
+    csv_logger = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(out), "name": "csv"},
     }
+    return tiny_joint_config(
+        root, out, loggers=[wandb_logger(out), csv_logger], trainer={"max_epochs": 2}
+    )
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from multitask_dr.cli import main
+from tests.cli_config import tiny_joint_config, wandb_logger
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,72 +40,24 @@ def free_port() -> int:
 
 
 def config(root: Path, out: Path) -> dict:
-    return {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_epochs": 1,
-            "limit_train_batches": 2,
-            "num_sanity_val_steps": 0,
-            "log_every_n_steps": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "logger": [
-                {
-                    "class_path": "lightning.pytorch.loggers.CSVLogger",
-                    "init_args": {"save_dir": str(out), "name": "csv", "version": "ddp"},
-                },
-                {
-                    "class_path": "lightning.pytorch.loggers.WandbLogger",
-                    "init_args": {"project": "multitask-dr-tests", "save_dir": str(out)},
-                },
-            ],
-            "callbacks": [
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {
-                        "monitor": "val/score",
-                        "mode": "max",
-                        "dirpath": str(out / "ckpt"),
-                        "filename": "best",
-                    },
-                },
-                {
-                    "class_path": "multitask_dr.callbacks.WandbMedia",
-                    "init_args": {"num_images": 1, "figures": False, "lesion_effects": False},
-                },
-            ],
-        },
-        "model": {
-            "encoder": "tu-test_resnet",
-            "decoder_channels": [16, 16, 8, 8, 8],
-            "conditioning": "stats",
-        },
-        "data": {
-            "class_path": "multitask_dr.datamodules.JointDataModule",
-            "init_args": {
-                "segmentation": {
-                    "class_path": "multitask_dr.datamodules.TJDRDataModule",
-                    "init_args": {
-                        "root": str(root / "tjdr"),
-                        "image_size": 64,
-                        "batch_size": 2,
-                        "eval_batch_size": 1,
-                    },
-                },
-                "grading": {
-                    "class_path": "multitask_dr.datamodules.RetinaMNISTDataModule",
-                    "init_args": {
-                        "root": str(root / "retinamnist"),
-                        "size": 28,
-                        "image_size": 32,
-                        "batch_size": 8,
-                    },
-                },
-            },
-        },
+    csv_logger = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(out), "name": "csv", "version": "ddp"},
     }
+    media = {
+        "class_path": "multitask_dr.callbacks.WandbMedia",
+        "init_args": {"num_images": 1, "figures": False, "lesion_effects": False},
+    }
+    base = tiny_joint_config(
+        root,
+        out,
+        loggers=[csv_logger, wandb_logger(out)],
+        callbacks=[media],
+        trainer={"num_sanity_val_steps": 0},
+        segmentation={"eval_batch_size": 1},
+    )
+    del base["trainer"]["limit_val_batches"]  # validate every image: compared with one process
+    return base
 
 
 def val_metrics(path: Path) -> dict[str, float]:

@@ -23,71 +23,21 @@ from multitask_dr.datasets.folder import restore_geometry
 from multitask_dr.datasets.preprocess import crop_and_resize
 from multitask_dr.lesions import LESIONS, RELEASE_INDEX, RELEASE_PALETTE
 from multitask_dr.predict import logit_contributions, release_index_mask
+from tests.cli_config import tiny_joint_config
 
 SWEEP = Path(__file__).resolve().parents[1] / "configs" / "sweeps" / "joint.yaml"
 
 
 def joint_config(root: Path, out: Path) -> dict:
     """Tiny joint model, one epoch of two steps, W&B + media + checkpoint."""
-    return {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_epochs": 1,
-            "limit_train_batches": 2,
-            "limit_val_batches": 2,
-            "log_every_n_steps": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.WandbLogger",
-                "init_args": {"project": "multitask-dr-tests", "save_dir": str(out)},
-            },
-            "callbacks": [
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {
-                        "monitor": "val/score",
-                        "mode": "max",
-                        "dirpath": str(out / "ckpt"),
-                        "filename": "best",
-                    },
-                },
-                {
-                    "class_path": "lightning.pytorch.callbacks.LearningRateMonitor",
-                    "init_args": {"logging_interval": "epoch"},
-                },
-                {
-                    "class_path": "multitask_dr.callbacks.WandbMedia",
-                    "init_args": {"num_images": 2},
-                },
-            ],
+    callbacks = [
+        {
+            "class_path": "lightning.pytorch.callbacks.LearningRateMonitor",
+            "init_args": {"logging_interval": "epoch"},
         },
-        "model": {
-            "encoder": "tu-test_resnet",
-            "decoder_channels": [16, 16, 8, 8, 8],
-            "conditioning": "bottleneck",
-        },
-        "data": {
-            "class_path": "multitask_dr.datamodules.JointDataModule",
-            "init_args": {
-                "segmentation": {
-                    "class_path": "multitask_dr.datamodules.TJDRDataModule",
-                    "init_args": {"root": str(root / "tjdr"), "image_size": 64, "batch_size": 2},
-                },
-                "grading": {
-                    "class_path": "multitask_dr.datamodules.RetinaMNISTDataModule",
-                    "init_args": {
-                        "root": str(root / "retinamnist"),
-                        "size": 28,
-                        "image_size": 32,
-                        "batch_size": 8,
-                    },
-                },
-            },
-        },
-    }
+        {"class_path": "multitask_dr.callbacks.WandbMedia", "init_args": {"num_images": 2}},
+    ]
+    return tiny_joint_config(root, out, conditioning="bottleneck", callbacks=callbacks)
 
 
 def run_cli(args: list[str]) -> int:

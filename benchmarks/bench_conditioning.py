@@ -115,7 +115,8 @@ def attribution_only(args: argparse.Namespace) -> list[dict[str, Any]]:
     root = args.work / "phantoms"
     for result in results:
         folder = args.work / f"{result['mode']}-{result['seed']}"
-        checkpoint = sorted(folder.glob("*.ckpt"))[-1]
+        # The newest file is the final best one (a copied folder may hold earlier bests too).
+        checkpoint = max(folder.glob("*.ckpt"), key=lambda path: path.stat().st_mtime)
         dm = TJDRDataModule(
             root=str(root),
             image_size=args.size,

@@ -9,7 +9,8 @@ MedMNIST results (a Markdown table).
 
 ``--val-only`` never opens the test split: use it for every choice (settings, epochs) and run
 the test once with the chosen config. ``--set KEY=VALUE`` overrides a dotted config key
-(``model.lr=0.002``, ``data.init_args.image_size=32``; the value is read as YAML).
+(``model.lr=0.002``, ``data.init_args.image_size=32``; the value is read as YAML) and
+``--set KEY+=VALUE`` appends to a list (``trainer.callbacks+={class_path: ...}``).
 
 Usage::
 
@@ -80,7 +81,14 @@ def seed_config(base: dict[str, Any], seed: int, out: Path, overrides: list[str]
     config = copy.deepcopy(base)
     for item in overrides:
         key, _, value = item.partition("=")
-        set_key(config, key, yaml.safe_load(value))
+        if key.endswith("+"):  # KEY+=VALUE appends to a list (e.g. a callback)
+            *parents, last = key[:-1].split(".")
+            node = config
+            for part in parents:
+                node = node.setdefault(part, {})
+            node.setdefault(last, []).append(yaml.safe_load(value))
+        else:
+            set_key(config, key, yaml.safe_load(value))
     config["seed_everything"] = seed
     set_key(config, "data.init_args.seed", seed)
     trainer = config["trainer"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import platform
 import statistics
@@ -49,9 +50,11 @@ from multitask_dr.datasets.synthetic import (  # noqa: E402
     sample_grade,
     write_tjdr,
 )
+from multitask_dr.lesions import LESIONS  # noqa: E402
 from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
 
-MODES = ("none", "stats", "lesion_pooled", "bottleneck")
+# "bottleneck_max": the bottleneck head with bottleneck_combine="max".
+MODES = ("none", "stats", "lesion_pooled", "bottleneck", "bottleneck_max")
 
 
 def deciding_lesions(root: Path, split: str, size: int, count: int) -> dict[str, tuple[str, bool]]:
@@ -75,14 +78,16 @@ def deciding_lesions(root: Path, split: str, size: int, count: int) -> dict[str,
 
 def attribution_hits(
     task: MultiTaskDR, dm: TJDRDataModule, deciders: dict[str, tuple[str, bool]]
-) -> tuple[float, float]:
+) -> dict[str, float]:
     """Share of graded test images whose top-ablation lesion is the rule's deciding lesion.
 
     Returns:
-        The share over all graded images and over those whose deciding lesion is necessary.
+        The share over all graded images (``attribution``), over those whose deciding lesion
+        is necessary (``attribution_necessary``) and, per deciding lesion type, over the graded
+        images it decided (``attribution_MA``, ...: where the misses are).
     """
-    hits = {"all": 0, "necessary": 0}
-    totals = {"all": 0, "necessary": 0}
+    hits = {"all": 0, "necessary": 0} | dict.fromkeys(LESIONS, 0)
+    totals = {"all": 0, "necessary": 0} | dict.fromkeys(LESIONS, 0)
     task.eval()
     for batch in dm.test_dataloader():
         evidence = encode(task, batch["image"])
@@ -93,10 +98,16 @@ def attribution_hits(
             decider, necessary = deciders[name]
             top, effect = ablation.ranking(i)[0]
             hit = int(effect > 0 and top == decider)
-            for subset in ("all", "necessary") if necessary else ("all",):
+            for subset in ("all", decider, "necessary") if necessary else ("all", decider):
                 totals[subset] += 1
                 hits[subset] += hit
-    return hits["all"] / max(totals["all"], 1), hits["necessary"] / max(totals["necessary"], 1)
+    names = {"all": "attribution", "necessary": "attribution_necessary"}
+    return {
+        names.get(subset, f"attribution_{subset}"): hits[subset] / totals[subset]
+        if totals[subset]
+        else math.nan
+        for subset in hits
+    }
 
 
 def attribution(
@@ -105,8 +116,7 @@ def attribution(
     """Attribution columns of one trained checkpoint."""
     best = MultiTaskDR.load_from_checkpoint(checkpoint)
     deciders = deciding_lesions(root, "test", args.size, args.n_test)
-    all_graded, necessary = attribution_hits(best, dm, deciders)
-    return {"attribution": all_graded, "attribution_necessary": necessary}
+    return attribution_hits(best, dm, deciders)
 
 
 def attribution_only(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -143,7 +153,9 @@ def run(mode: str, seed: int, root: Path, args: argparse.Namespace, work: Path) 
     task = MultiTaskDR(
         encoder=args.encoder,
         decoder_channels=[64, 32, 16, 16, 16],
-        conditioning=mode,
+        conditioning=mode.removesuffix("_max"),
+        bottleneck_combine="max" if mode.endswith("_max") else "sum",
+        grade_output=args.grade_output,
         detach_lesions=True,
         lr=args.lr,
         pos_weight=3.0,
@@ -189,6 +201,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--encoder", default="resnet18")
+    parser.add_argument("--grade-output", default="softmax", choices=("softmax", "coral"))
     parser.add_argument("--json", type=Path, help="also write the per-run results here")
     parser.add_argument("--work", type=Path, help="keep data and checkpoints here (default: temp)")
     parser.add_argument(
@@ -220,7 +233,8 @@ def main() -> None:
 
     print(
         f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, torch threads "
-        f"{torch.get_num_threads()}; {args.encoder} Unet, {args.size}² phantoms, "
+        f"{torch.get_num_threads()}; {args.encoder} Unet, {args.grade_output} grade output, "
+        f"{args.size}² phantoms, "
         f"{args.n_train} train / {args.n_test} test, {args.epochs} epochs, "
         f"seeds {args.seeds}\n"
     )
@@ -236,6 +250,13 @@ def main() -> None:
             cells = [mean_std([r[k] for r in rows]) for k in columns]
             seconds = statistics.mean(r["seconds"] for r in rows)
             print(f"| `{mode}` | " + " | ".join(cells) + f" | {seconds:.0f} |")
+    print("\n| conditioning | " + " | ".join(f"hits where {k} decided" for k in LESIONS) + " |")
+    print("|---|" + "---|" * len(LESIONS))
+    for mode in args.modes:
+        rows = [r for r in results if r["mode"] == mode and "attribution_MA" in r]
+        if rows:
+            cells = [mean_std([r[f"attribution_{k}"] for r in rows]) for k in LESIONS]
+            print(f"| `{mode}` | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

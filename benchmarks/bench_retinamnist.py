@@ -122,44 +122,70 @@ def last_values(rows: list[dict[str, float]], prefix: str) -> dict[str, float]:
     return result
 
 
-def run_seed(
+def fit_member(
     base: dict[str, Any], seed: int, args: argparse.Namespace, work: Path
-) -> dict[str, Any]:
-    """Fit, select on validation, re-validate the selection and (unless val-only) test."""
+) -> tuple[Path, Path, float]:
+    """Fit one model with ``seed``; its config, selected checkpoint and fit seconds.
+
+    With ``--reuse`` a model whose checkpoint and recorded fit time are already in ``work`` is
+    not trained again (ensembles of different sizes share members).
+    """
     out = work / f"seed{seed}"
     config = seed_config(base, seed, out, args.set)
     path = work / f"seed{seed}.yaml"
+    ckpt = out / "ckpt" / "best.ckpt"
+    timing = out / "fit_seconds.json"
+    if args.reuse and ckpt.exists() and timing.exists():
+        if yaml.safe_load(path.read_text()) != config:
+            raise RuntimeError(f"--reuse: {path} was written with other settings")
+        return path, ckpt, float(json.loads(timing.read_text()))
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     monitor = checkpoint_callback(config)["init_args"]["monitor"]
-
     start = time.perf_counter()
     cli_main(["fit", "--config", str(path)])
-    fit_seconds = time.perf_counter() - start
-    ckpt = out / "ckpt" / "best.ckpt"
-    epochs = read_rows(out / "fit" / "version_0" / "metrics.csv")
-    curve = [r for r in epochs if f"val/grade/{METRICS[0]}" in r]
-    if not any(monitor in r for r in curve):
+    seconds = time.perf_counter() - start
+    timing.write_text(json.dumps(seconds))
+    curve = [r for r in read_rows(out / "fit" / "version_0" / "metrics.csv") if monitor in r]
+    if not curve:
         raise RuntimeError(f"the checkpoint monitor {monitor!r} was never logged")
-    best_epoch = int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"])
+    return path, ckpt, seconds
+
+
+def run_seed(
+    base: dict[str, Any], seed: int, args: argparse.Namespace, work: Path
+) -> dict[str, Any]:
+    """Fit (``--members`` models), select on validation, re-validate and (unless val-only) test.
+
+    With ``--members K`` the run for ``seed`` is a deep ensemble of the models with seeds
+    ``K * seed ... K * seed + K - 1``, evaluated through ``model.ensemble_checkpoints``
+    (probabilities averaged); its fit time is the sum of the members'.
+    """
+    members = [fit_member(base, args.members * seed + j, args, work) for j in range(args.members)]
+    (path, ckpt, _), others = members[0], [m[1] for m in members[1:]]
+    out = work / f"seed{args.members * seed}"
+    suffix = "" if args.members == 1 else f"_ensemble{args.members}"
 
     def evaluate(stage: str) -> tuple[dict[str, float], float]:
         begin = time.perf_counter()
+        extra = ["--model.ensemble_checkpoints", json.dumps([str(o) for o in others])]
         cli_main(
             [stage, "--config", str(path), "--ckpt_path", str(ckpt)]
-            + ["--trainer.logger.init_args.name", stage]
+            + ["--trainer.logger.init_args.name", stage + suffix]
+            + (extra if others else [])
         )
         seconds = time.perf_counter() - begin
-        rows = read_rows(out / stage / "version_0" / "metrics.csv")
+        rows = read_rows(out / (stage + suffix) / "version_0" / "metrics.csv")
         return last_values(rows, "val" if stage == "validate" else "test"), seconds
 
     val, _ = evaluate("validate")
     result: dict[str, Any] = {
         "seed": seed,
-        "best_epoch": best_epoch,
-        "fit_s": fit_seconds,
+        "members": [args.members * seed + j for j in range(args.members)],
+        "best_epoch": [
+            int(torch.load(m[1], map_location="cpu", weights_only=False)["epoch"]) for m in members
+        ],
+        "fit_s": sum(m[2] for m in members),
         "val": val,
-        "val_last_epoch": last_values(curve, "val"),
-        "val_curve": [{k: r[f"val/grade/{k}"] for k in METRICS} for r in curve],
     }
     if not args.val_only:
         result["test"], result["test_s"] = evaluate("test")
@@ -189,7 +215,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, config: dict
         test = r.get("test", dict.fromkeys(METRICS, math.nan))
         cells = [f"{r['val'][k]:.3f}" for k in METRICS] + [f"{test[k]:.3f}" for k in METRICS]
         print(
-            f"| {r['seed']} | {r['best_epoch']} | "
+            f"| {r['seed']} | {', '.join(map(str, r['best_epoch']))} | "
             + " | ".join(cells)
             + f" | {r['fit_s']:.0f} | {r.get('test_s', math.nan):.0f} |"
         )
@@ -200,7 +226,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, config: dict
         for name, acc, auc in PUBLISHED:
             print(f"| {name} | {acc:.3f} | {auc:.3f} | not reported |")
     cells = [mean_std([r[stage][k] for r in results]) for k in METRICS]
-    label = args.label or f"multitask_dr {model.get('encoder')}, {len(results)} seeds"
+    label = args.label or (
+        f"multitask_dr {model.get('encoder')}, {len(results)} seeds"
+        + (f", ensembles of {args.members}" if args.members > 1 else "")
+    )
     print(f"| **{label}** | " + " | ".join(cells) + " |")
 
 
@@ -212,6 +241,12 @@ def main() -> None:
     parser.add_argument("--val-only", action="store_true", help="never touch the test split")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--label", help="row name in the table")
+    parser.add_argument(
+        "--members", type=int, default=1, help="models per seed, probabilities averaged"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep models already fitted in --work (same config)"
+    )
     parser.add_argument("--work", type=Path, help="keep logs/checkpoints here (default: temp)")
     parser.add_argument("--json", type=Path, help="also write the per-seed results here")
     args = parser.parse_args()
@@ -231,8 +266,7 @@ def main() -> None:
         for seed in args.seeds:
             result = run_seed(base, seed, args, work)
             results.append(result)
-            summary = {k: v for k, v in result.items() if k != "val_curve"}
-            print(json.dumps(summary), flush=True)
+            print(json.dumps(result), flush=True)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2))
     report(results, args, seed_config(base, 0, Path("."), args.set))

@@ -41,9 +41,12 @@ def test_fit_then_test_writes_checkpoint_wandb_run_and_metrics(
         ckpt = out / "ckpt" / "best.ckpt"
         assert ckpt.exists()
         assert main(["test", "--config", str(config), "--ckpt_path", str(ckpt)]) == 0
+        # A deep ensemble of the model with itself must score exactly as the model.
+        ensemble = ["--model.ensemble_checkpoints", f"[{ckpt}]"]
+        assert main(["test", "--config", str(config), "--ckpt_path", str(ckpt), *ensemble]) == 0
 
     runs = sorted((out / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2  # fit and test each make a run
+    assert len(runs) == 3  # fit and each test make a run
     saved = yaml.safe_load((runs[0] / "files" / "config.yaml").read_text())
     assert saved["model"]["conditioning"] == "stats"
     assert list(runs[0].glob("run-*.wandb"))
@@ -63,8 +66,10 @@ def test_fit_then_test_writes_checkpoint_wandb_run_and_metrics(
         "test/grade/auc",
     ):
         assert key in logged, key
-    test_acc = [float(r["test/grade/acc"]) for r in rows if r.get("test/grade/acc")]
-    assert len(test_acc) == 1 and 0.0 <= test_acc[0] <= 1.0
+    tests = [r for r in rows if r.get("test/grade/acc")]
+    assert len(tests) == 2 and 0.0 <= float(tests[0]["test/grade/acc"]) <= 1.0
+    for key in ("test/grade/acc", "test/grade/auc", "test/seg/aupr_mean"):
+        assert float(tests[0][key]) == pytest.approx(float(tests[1][key]), abs=1e-6), key
 
 
 def test_help_lists_the_configs(capsys):

@@ -121,10 +121,16 @@ def decompose(model: nn.Module, evidence: LesionEvidence) -> Decomposition:
         The decomposition; ``residual`` checks the identity.
 
     Raises:
-        ValueError: When the head is not ``bottleneck`` (an MLP head has no exact additive
-            decomposition: use ablation or integrated gradients).
+        ValueError: When the head is not an additive ``bottleneck`` (an MLP head or a ``max``
+            bottleneck has no exact additive decomposition: use ablation or integrated
+            gradients).
     """
     net = as_network(model)
+    if net.grade_head.conditioning == "bottleneck" and net.grade_head.combine != "sum":
+        raise ValueError(
+            "exact decomposition needs bottleneck_combine='sum'; a 'max' bottleneck (the most "
+            "severe lesion decides) is explained by ablate_lesion_maps"
+        )
     if evidence.contributions is None or net.grade_head.conditioning != "bottleneck":
         raise ValueError(
             f"exact decomposition needs conditioning='bottleneck', got "

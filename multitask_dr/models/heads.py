@@ -8,7 +8,18 @@ exact, per-lesion contributions:
 - ``lesion_pooled``: pooled features + encoder features averaged under each lesion map
   (one vector per lesion type) -> MLP.
 - ``bottleneck``: each lesion type's statistics and lesion-pooled features -> its own linear
-  map; ``logits = sum over lesions of contributions + bias`` exactly.
+  map (that lesion's evidence), combined by ``combine``:
+
+  - ``sum``: ``logits = sum over lesions of contributions + bias`` exactly (additive; every
+    lesion type adds to the grade);
+  - ``max``: a smooth maximum (log-sum-exp) over the lesions' evidence, so the most severe
+    lesion decides, as in ICDR grading ("any haemorrhage in 4 quadrants" -> severe, whatever
+    else is there). For ``softmax`` each grade's logit is ``logsumexp(bias_g, evidence_1g,
+    ..., evidence_Lg)`` (the bias is the "no lesion" evidence); for ``coral`` the shared
+    severity is ``logsumexp`` of the lesions' severities, then minus each rank's threshold.
+    Erasing a lesion that does not decide the grade then changes it little, which an additive
+    head cannot express (there every lesion present carries a share of the grade). No exact
+    additive decomposition: contributions are ``None``; explain it by ablation.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from multitask_dr.models.ordinal import GradeOutput, num_outputs, output_layer
 
 Conditioning = Literal["none", "stats", "lesion_pooled", "bottleneck"]
 CONDITIONINGS: tuple[str, ...] = ("none", "stats", "lesion_pooled", "bottleneck")
+Combine = Literal["sum", "max"]
 
 
 def pool_under_lesions(deep: Tensor, probs: Tensor) -> Tensor:
@@ -39,6 +51,31 @@ def pool_under_lesions(deep: Tensor, probs: Tensor) -> Tensor:
     weights = F.adaptive_avg_pool2d(probs, deep.shape[-2:])
     total = weights.sum(dim=(2, 3)).unsqueeze(-1)
     return torch.einsum("blhw,bchw->blc", weights, deep) / (total + 1.0)
+
+
+def combine_evidence(
+    evidence: Tensor, bias: Tensor, combine: Combine, output: GradeOutput
+) -> Tensor:
+    """Grade logits from per-lesion evidence (the bottleneck head's last step).
+
+    Args:
+        evidence: ``(B, L, K)`` per-lesion terms; ``K = G`` for softmax, ``1`` for coral.
+        bias: ``(G,)`` or ``(G - 1,)``.
+        combine: ``sum`` (``sum_l evidence + bias``) or ``max`` (smooth maximum over lesions:
+            ``logsumexp(bias, evidence_1, ..., evidence_L)`` per grade for softmax, the bias
+            being the evidence of "no lesion"; ``logsumexp_l(evidence_l) + bias`` for coral,
+            whose bias holds the rank thresholds).
+        output: ``softmax`` or ``coral``.
+
+    Returns:
+        ``(B, G)`` or ``(B, G - 1)`` logits.
+    """
+    if combine == "sum":
+        return evidence.sum(dim=1) + bias
+    if output == "coral":
+        return torch.logsumexp(evidence, dim=1) + bias
+    background = bias.expand(evidence.shape[0], 1, -1)
+    return torch.logsumexp(torch.cat([background, evidence], dim=1), dim=1)
 
 
 def mlp(in_features: int, hidden: int, out: nn.Module, dropout: float) -> nn.Sequential:
@@ -58,6 +95,8 @@ class GradeHead(nn.Module):
         hidden: Width of the MLP's hidden layer.
         dropout: Dropout before the last layer.
         lesion_dim: Width each lesion's pooled features are projected to (bottleneck).
+        combine: How the bottleneck combines the lesions' evidence: ``sum`` (exact additive
+            decomposition) or ``max`` (smooth maximum: the most severe lesion decides).
     """
 
     def __init__(
@@ -70,11 +109,15 @@ class GradeHead(nn.Module):
         hidden: int = 128,
         dropout: float = 0.2,
         lesion_dim: int = 8,
+        combine: Combine = "sum",
     ) -> None:
         super().__init__()
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        if combine not in ("sum", "max"):
+            raise ValueError(f"combine must be 'sum' or 'max', got {combine!r}")
         self.conditioning = conditioning
+        self.combine = combine
         self.output = output
         self.num_grades = num_grades
         self.stats = LesionFeatures()
@@ -121,5 +164,6 @@ class GradeHead(nn.Module):
         if self.conditioning == "lesion_pooled":
             return self.net(torch.cat([pooled, lesion_pooled.flatten(1)], dim=1)), None
         per_lesion = self.norm(torch.cat([self.stats(probs), self.project(lesion_pooled)], dim=-1))
-        contributions = torch.einsum("blf,lfg->blg", per_lesion, self.lesion_weights)
-        return contributions.sum(dim=1) + self.bias, contributions
+        evidence = torch.einsum("blf,lfg->blg", per_lesion, self.lesion_weights)
+        logits = combine_evidence(evidence, self.bias, self.combine, self.output)
+        return logits, evidence if self.combine == "sum" else None

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from multitask_dr.lesions import NUM_GRADES, NUM_LESIONS
-from multitask_dr.models.heads import Conditioning, GradeHead
+from multitask_dr.models.heads import Combine, Conditioning, GradeHead
 from multitask_dr.models.ordinal import GradeOutput
 
 DECODERS: dict[str, str] = {
@@ -97,6 +97,8 @@ class MultiTaskNet(nn.Module):
             shaped by segmentation labels only and stay lesion maps.
         head_hidden: Grade head MLP width.
         head_dropout: Grade head dropout.
+        bottleneck_combine: ``sum`` (additive, exact per-lesion decomposition) or ``max``
+            (smooth maximum: the most severe lesion decides) for ``conditioning="bottleneck"``.
         num_lesions: Lesion channels.
         num_grades: Grades.
     """
@@ -113,6 +115,7 @@ class MultiTaskNet(nn.Module):
         detach_lesions: bool = True,
         head_hidden: int = 128,
         head_dropout: float = 0.2,
+        bottleneck_combine: Combine = "sum",
         num_lesions: int = NUM_LESIONS,
         num_grades: int = NUM_GRADES,
     ) -> None:
@@ -134,6 +137,7 @@ class MultiTaskNet(nn.Module):
             grade_output,
             head_hidden,
             head_dropout,
+            combine=bottleneck_combine,
         )
 
     def lesion_logits(self, image: Tensor) -> Tensor:

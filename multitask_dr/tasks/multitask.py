@@ -20,6 +20,7 @@ selection) is the mean of the headline metrics available: lesion mAUPR and grade
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
@@ -39,7 +40,7 @@ from torchmetrics.classification import (
 )
 
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS, NUM_GRADES, NUM_LESIONS
-from multitask_dr.models.heads import Conditioning
+from multitask_dr.models.heads import Combine, Conditioning
 from multitask_dr.models.inference import sliding_window
 from multitask_dr.models.network import MultiTaskNet
 from multitask_dr.models.ordinal import GradeOutput, grade_loss, grade_probabilities
@@ -97,6 +98,9 @@ class MultiTaskDR(LightningModule):
         detach_lesions: Stop the grade loss's gradient into the lesion maps.
         head_hidden: Grade head MLP width.
         head_dropout: Grade head dropout.
+        bottleneck_combine: How the ``bottleneck`` head combines the lesions' evidence: ``sum``
+            (additive; logits decompose exactly into per-lesion contributions) or ``max`` (smooth
+            maximum: the most severe lesion decides, as in ICDR; explained by ablation).
         seg_weight: Weight of the segmentation loss (``fixed`` weighting).
         grade_weight: Weight of the grading loss (``fixed`` weighting).
         loss_weighting: ``fixed`` or ``uncertainty`` (learned per-task log variances,
@@ -115,6 +119,11 @@ class MultiTaskDR(LightningModule):
         tta: Test-time augmentation of the grade in validation, test and predict: ``none``,
             ``flips`` (average grade probabilities over 4 flips) or ``dihedral`` (8 views).
             Lesion maps, contributions and the logged loss come from the plain view.
+        ensemble_checkpoints: Checkpoints of further trained models (same task) whose grade
+            and lesion probabilities are averaged with this model's in validation, test and
+            predict (a deep ensemble; evaluation only: members are not trained). Members use
+            this model's ``tta`` and ``eval_window``. Logged losses, contributions and
+            attributions are this model's own.
     """
 
     def __init__(
@@ -129,6 +138,7 @@ class MultiTaskDR(LightningModule):
         detach_lesions: bool = True,
         head_hidden: int = 128,
         head_dropout: float = 0.2,
+        bottleneck_combine: Combine = "sum",
         seg_weight: float = 1.0,
         grade_weight: float = 1.0,
         loss_weighting: LossWeighting = "fixed",
@@ -143,12 +153,14 @@ class MultiTaskDR(LightningModule):
         eval_window: int | None = None,
         eval_overlap: float = 0.25,
         tta: TestTimeAugmentation = "none",
+        ensemble_checkpoints: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.configure_network()
         self.configure_losses()
         self.configure_metrics()
+        self.configure_ensemble()
 
     # ------------------------------------------------------------------ building
     def configure_network(self) -> None:
@@ -165,7 +177,44 @@ class MultiTaskDR(LightningModule):
             detach_lesions=hp.detach_lesions,
             head_hidden=hp.head_hidden,
             head_dropout=hp.head_dropout,
+            bottleneck_combine=hp.bottleneck_combine,
         )
+
+    def configure_ensemble(self) -> None:
+        """Check the ``ensemble_checkpoints``; the members load on first evaluation.
+
+        Loading waits because LightningCLI builds this module inside a context that hands its
+        hyper-parameters to every ``save_hyperparameters`` call, a member's included. Members
+        are kept out of the module tree on purpose: ``--ckpt_path`` then restores this model's
+        own weights strictly, and a checkpoint saved from it holds one model.
+
+        Raises:
+            FileNotFoundError: When a member checkpoint does not exist.
+        """
+        for path in self.hparams.ensemble_checkpoints or []:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"ensemble checkpoint {path} does not exist")
+        self._members: list[MultiTaskDR] | None = None
+
+    @property
+    def members(self) -> list[MultiTaskDR]:
+        """The ensemble's other models, frozen and in evaluation mode (loaded once)."""
+        if self._members is None:
+            hp = self.hparams
+            self._members = [
+                MultiTaskDR.load_from_checkpoint(
+                    path,
+                    map_location="cpu",
+                    ensemble_checkpoints=None,
+                    tta=hp.tta,
+                    eval_window=hp.eval_window,
+                    eval_overlap=hp.eval_overlap,
+                )
+                .eval()
+                .requires_grad_(False)
+                for path in hp.ensemble_checkpoints or []
+            ]
+        return self._members
 
     def configure_losses(self) -> None:
         """Dice + BCE for lesions, (focal) cross-entropy or CORAL for grades."""
@@ -305,8 +354,19 @@ class MultiTaskDR(LightningModule):
         """Forward pass for evaluation.
 
         Lesion maps come by sliding window when the image is large; grade probabilities are
-        averaged over the ``tta`` views.
+        averaged over the ``tta`` views, then over the ensemble members (if any).
         """
+        out = self.single_evaluation_forward(image)
+        if not self.members:
+            return out
+        outs = [out] + [m.to(image.device).single_evaluation_forward(image) for m in self.members]
+        for key in ("grade_probs", "lesion_probs"):
+            if all(key in o for o in outs):
+                out[key] = torch.stack([o[key] for o in outs]).mean(dim=0)
+        return out
+
+    def single_evaluation_forward(self, image: Tensor) -> dict[str, Tensor]:
+        """:meth:`evaluation_forward` of this model alone (sliding window, ``tta``)."""
         out = self(image)
         window = self.hparams.eval_window
         if window is not None and max(image.shape[-2:]) > window:

@@ -4,9 +4,10 @@ import torch
 from multitask_dr.attribution import ablate_lesion_maps, decompose, encode
 from multitask_dr.lesions import LESIONS
 from multitask_dr.models.heads import CONDITIONINGS
+from multitask_dr.models.network import MultiTaskNet
 from multitask_dr.tasks.multitask import MultiTaskDR
 
-from .conftest import tiny_net
+from .conftest import TINY, tiny_net
 
 
 @pytest.mark.parametrize("conditioning", CONDITIONINGS)
@@ -80,4 +81,11 @@ def test_relative_contribution_is_exactly_the_logit_change_of_erasing_that_map()
 def test_decompose_refuses_heads_without_an_exact_decomposition(conditioning):
     net = tiny_net(conditioning)
     with pytest.raises(ValueError, match="bottleneck"):
+        decompose(net, encode(net, torch.randn(1, 3, 64, 64)))
+
+
+def test_decompose_refuses_a_max_bottleneck_and_says_to_ablate():
+    torch.manual_seed(0)
+    net = MultiTaskNet(**TINY, conditioning="bottleneck", bottleneck_combine="max").eval()
+    with pytest.raises(ValueError, match="ablate_lesion_maps"):
         decompose(net, encode(net, torch.randn(1, 3, 64, 64)))

@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from multitask_dr.models.heads import CONDITIONINGS, GradeHead, pool_under_lesions
+from multitask_dr.models.heads import (
+    CONDITIONINGS,
+    GradeHead,
+    combine_evidence,
+    pool_under_lesions,
+)
 from multitask_dr.models.lesion_features import FEATURE_NAMES, LesionFeatures
 from multitask_dr.models.network import MultiTaskNet, load_encoder_checkpoint
 from multitask_dr.models.ordinal import coral_targets, grade_loss, grade_probabilities
@@ -29,6 +34,52 @@ def test_bottleneck_logits_decompose_exactly_into_lesion_contributions():
     out = net(torch.randn(3, 3, 64, 64))
     recomposed = out["contributions"].sum(dim=1) + net.grade_head.bias
     assert torch.allclose(recomposed, out["grade_logits"], atol=1e-6)
+
+
+@pytest.mark.parametrize("output", ["softmax", "coral"])
+def test_max_bottleneck_trains_and_has_no_additive_contributions(output):
+    torch.manual_seed(0)
+    net = MultiTaskNet(
+        **TINY, conditioning="bottleneck", bottleneck_combine="max", grade_output=output
+    )
+    out = net(torch.randn(2, 3, 64, 64))
+    assert "contributions" not in out
+    assert out["grade_logits"].shape == (2, 5 if output == "softmax" else 4)
+    out["grade_logits"].pow(2).mean().backward()
+    assert net.grade_head.lesion_weights.grad.abs().sum() > 0
+
+
+def test_max_combination_lets_the_most_severe_lesion_decide():
+    # Severities (coral): HE 4, MA 1, EX/SE absent (-6); thresholds 0.5, 1.5, 2.5, 3.5.
+    evidence = torch.tensor([[[1.0], [4.0], [-6.0], [-6.0]]])
+    thresholds = -torch.tensor([0.5, 1.5, 2.5, 3.5])
+
+    def grade(ev, combine):
+        logits = combine_evidence(ev, thresholds, combine, "coral")
+        return grade_probabilities(logits, "coral") @ torch.arange(5.0)
+
+    no_ma, no_he = evidence.clone(), evidence.clone()
+    no_ma[0, 0], no_he[0, 1] = -6.0, -6.0
+    full = grade(evidence, "max")
+    # Erasing the decider (HE) drops the grade to the MA level; erasing MA barely moves it.
+    assert full - grade(no_he, "max") > 1.5
+    assert abs(full - grade(no_ma, "max")) < 0.1
+    # The additive head moves by each lesion's whole term, whether or not it decides.
+    assert torch.allclose(
+        combine_evidence(evidence, thresholds, "sum", "coral"), evidence.sum(1) + thresholds
+    )
+    # Softmax: each grade's logit is the smooth maximum of "no lesion" (bias) and the lesions.
+    per_grade = torch.randn(3, 4, 5)
+    bias = torch.randn(5)
+    logits = combine_evidence(per_grade, bias, "max", "softmax")
+    stacked = torch.cat([bias.expand(3, 1, 5), per_grade], dim=1)
+    assert torch.allclose(logits, torch.logsumexp(stacked, dim=1))
+    assert (logits >= stacked.amax(dim=1)).all()
+
+
+def test_unknown_combination_is_rejected():
+    with pytest.raises(ValueError, match="combine"):
+        GradeHead(16, 4, 5, conditioning="bottleneck", combine="mean")
 
 
 def test_detach_lesions_stops_grade_gradient_into_lesion_maps():

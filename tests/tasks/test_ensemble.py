@@ -1,0 +1,63 @@
+"""Deep ensembles at evaluation: ``MultiTaskDR(ensemble_checkpoints=[...])``."""
+
+import warnings
+
+import lightning
+import pytest
+import torch
+
+from multitask_dr.tasks.multitask import MultiTaskDR
+
+TINY = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*self.trainer.*")
+        yield
+
+
+def save(model: MultiTaskDR, path) -> str:
+    """A checkpoint as Lightning writes one (weights + hyper-parameters)."""
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
+    return str(path)
+
+
+def test_ensemble_averages_member_probabilities_with_its_own_tta(tmp_path):
+    torch.manual_seed(0)
+    first = MultiTaskDR(**TINY, conditioning="stats", tta="flips").eval()
+    torch.manual_seed(1)
+    second = MultiTaskDR(**TINY, conditioning="stats", tta="none").eval()
+    path = save(second, tmp_path / "second.ckpt")
+    torch.manual_seed(0)
+    ensemble = MultiTaskDR(
+        **TINY, conditioning="stats", tta="flips", ensemble_checkpoints=[path]
+    ).eval()
+    ensemble.load_state_dict(first.state_dict())
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = ensemble.evaluation_forward(image)
+        a = first.evaluation_forward(image)
+        second.hparams.tta = "flips"  # members follow the ensemble's test-time augmentation
+        b = second.evaluation_forward(image)
+    assert ensemble.members[0].hparams.tta == "flips"
+    assert not torch.allclose(a["grade_probs"], b["grade_probs"])
+    assert torch.allclose(out["grade_probs"], (a["grade_probs"] + b["grade_probs"]) / 2)
+    assert torch.allclose(out["lesion_probs"], (a["lesion_probs"] + b["lesion_probs"]) / 2)
+    # Members stay out of the module tree: the ensemble's checkpoint holds one model.
+    assert ensemble.state_dict().keys() == first.state_dict().keys()
+    assert not any(p.requires_grad for p in ensemble.members[0].parameters())
+
+
+def test_missing_ensemble_checkpoint_is_named(tmp_path):
+    missing = tmp_path / "nope.ckpt"
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        MultiTaskDR(**TINY, ensemble_checkpoints=[str(missing)])

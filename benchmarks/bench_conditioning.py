@@ -12,6 +12,10 @@ and exudates either alone keeps grade 2, so no counterfactual can single one out
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_conditioning.py [--epochs 20] [--seeds 0 1 2]
+    # two processes (two cores), then one table:
+    python benchmarks/bench_conditioning.py --modes none stats --json a.json &
+    python benchmarks/bench_conditioning.py --modes bottleneck bottleneck_max --json b.json
+    python benchmarks/bench_conditioning.py --merge a.json b.json
     # recompute the attribution columns from kept checkpoints:
     python benchmarks/bench_conditioning.py --work DIR --attribution-only --json results.json
 """
@@ -156,6 +160,7 @@ def run(mode: str, seed: int, root: Path, args: argparse.Namespace, work: Path) 
         conditioning=mode.removesuffix("_max"),
         bottleneck_combine="max" if mode.endswith("_max") else "sum",
         grade_output=args.grade_output,
+        teacher_forcing=args.teacher_forcing,
         detach_lesions=True,
         lr=args.lr,
         pos_weight=3.0,
@@ -190,50 +195,12 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--n-train", type=int, default=200)
-    parser.add_argument("--n-test", type=int, default=80)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--encoder", default="resnet18")
-    parser.add_argument("--grade-output", default="softmax", choices=("softmax", "coral"))
-    parser.add_argument("--json", type=Path, help="also write the per-run results here")
-    parser.add_argument("--work", type=Path, help="keep data and checkpoints here (default: temp)")
-    parser.add_argument(
-        "--attribution-only",
-        action="store_true",
-        help="recompute the attribution columns of --json runs from --work",
-    )
-    args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
-
-    results = []
-    if args.attribution_only:
-        results = attribution_only(args)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = args.work or Path(tmp)
-            root = work / "phantoms"
-            # The phantom set is fixed (seed 0); run seeds vary split, augmentation and weights.
-            write_tjdr(root, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=0)
-            for mode in args.modes:
-                for seed in args.seeds:
-                    result = run(mode, seed, root, args, work)
-                    results.append(result)
-                    print(json.dumps(result), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-
+def print_tables(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """The ablation table (mean ± std over seeds) and the per-deciding-lesion breakdown."""
     print(
         f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, torch threads "
         f"{torch.get_num_threads()}; {args.encoder} Unet, {args.grade_output} grade output, "
+        f"teacher forcing {args.teacher_forcing}, "
         f"{args.size}² phantoms, "
         f"{args.n_train} train / {args.n_test} test, {args.epochs} epochs, "
         f"seeds {args.seeds}\n"
@@ -257,6 +224,61 @@ def main() -> None:
         if rows:
             cells = [mean_std([r[f"attribution_{k}"] for r in rows]) for k in LESIONS]
             print(f"| `{mode}` | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--n-train", type=int, default=200)
+    parser.add_argument("--n-test", type=int, default=80)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--encoder", default="resnet18")
+    parser.add_argument("--grade-output", default="softmax", choices=("softmax", "coral"))
+    parser.add_argument(
+        "--teacher-forcing", type=float, default=0.0, help="model.teacher_forcing (see task)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the per-run results here")
+    parser.add_argument("--work", type=Path, help="keep data and checkpoints here (default: temp)")
+    parser.add_argument(
+        "--attribution-only",
+        action="store_true",
+        help="recompute the attribution columns of --json runs from --work",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        help="only print the tables of these --json files (e.g. modes run in two processes)",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+    results = []
+    if args.merge:
+        results = [r for path in args.merge for r in json.loads(path.read_text())]
+    elif args.attribution_only:
+        results = attribution_only(args)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = args.work or Path(tmp)
+            root = work / "phantoms"
+            # The phantom set is fixed (seed 0); run seeds vary split, augmentation and weights.
+            write_tjdr(root, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=0)
+            for mode in args.modes:
+                for seed in args.seeds:
+                    result = run(mode, seed, root, args, work)
+                    results.append(result)
+                    print(json.dumps(result), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+    print_tables(results, args)
 
 
 if __name__ == "__main__":

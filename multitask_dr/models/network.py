@@ -148,7 +148,9 @@ class MultiTaskNet(nn.Module):
         """Whether the grade head reads the lesion maps (every conditioning but ``none``)."""
         return self.grade_head.conditioning != "none"
 
-    def forward(self, image: Tensor, lesions: bool = True) -> dict[str, Tensor]:
+    def forward(
+        self, image: Tensor, lesions: bool = True, lesion_maps: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Run all parts.
 
         Args:
@@ -156,6 +158,9 @@ class MultiTaskNet(nn.Module):
             lesions: Compute the lesion maps. ``False`` skips the decoder when the grade head
                 does not read the maps (``conditioning="none"``): a grading-only batch then
                 costs the encoder and the head only. Ignored when the head needs the maps.
+            lesion_maps: ``(B, L, H, W)`` maps in ``[0, 1]`` for the grade head to read
+                instead of the predicted ones (teacher forcing with annotated masks); the
+                predicted ``lesion_logits`` are still returned.
 
         Returns:
             ``lesion_logits`` ``(B, L, H, W)`` (absent when skipped), ``grade_logits``, and
@@ -171,6 +176,8 @@ class MultiTaskNet(nn.Module):
         probs = torch.sigmoid(lesion_logits)
         if self.detach_lesions:
             probs = probs.detach()
+        if lesion_maps is not None:
+            probs = lesion_maps.to(probs.dtype)
         deep = features[-1]
         grade_logits, contributions = self.grade_head(deep.mean(dim=(2, 3)), deep, probs)
         out = {"lesion_logits": lesion_logits, "grade_logits": grade_logits}

@@ -101,6 +101,10 @@ class MultiTaskDR(LightningModule):
         bottleneck_combine: How the ``bottleneck`` head combines the lesions' evidence: ``sum``
             (additive; logits decompose exactly into per-lesion contributions) or ``max`` (smooth
             maximum: the most severe lesion decides, as in ICDR; explained by ablation).
+        teacher_forcing: Share of training batches with masks and grades (phantoms) whose grade
+            head reads the annotated lesion maps instead of the predicted ones, so the head
+            learns the lesion -> grade rule from clean maps while the decoder still learns
+            from the masks. Evaluation always reads the predicted maps.
         seg_weight: Weight of the segmentation loss (``fixed`` weighting).
         grade_weight: Weight of the grading loss (``fixed`` weighting).
         loss_weighting: ``fixed`` or ``uncertainty`` (learned per-task log variances,
@@ -139,6 +143,7 @@ class MultiTaskDR(LightningModule):
         head_hidden: int = 128,
         head_dropout: float = 0.2,
         bottleneck_combine: Combine = "sum",
+        teacher_forcing: float = 0.0,
         seg_weight: float = 1.0,
         grade_weight: float = 1.0,
         loss_weighting: LossWeighting = "fixed",
@@ -261,15 +266,19 @@ class MultiTaskDR(LightningModule):
         self._seen: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ forward & losses
-    def forward(self, image: Tensor, lesions: bool = True) -> dict[str, Tensor]:
+    def forward(
+        self, image: Tensor, lesions: bool = True, lesion_maps: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Network outputs plus ``lesion_probs`` and ``grade_probs``.
 
         Args:
             image: ``(B, 3, H, W)`` normalised images.
             lesions: ``False`` lets the network skip the decoder where the grade does not read
                 the lesion maps (no ``lesion_logits``/``lesion_probs`` then).
+            lesion_maps: Maps the grade head reads instead of the predicted ones (training
+                with ``teacher_forcing``).
         """
-        out = self.net(image, lesions=lesions)
+        out = self.net(image, lesions=lesions, lesion_maps=lesion_maps)
         if "lesion_logits" in out:
             out["lesion_probs"] = torch.sigmoid(out["lesion_logits"])
         out["grade_probs"] = grade_probabilities(out["grade_logits"], self.hparams.grade_output)
@@ -323,6 +332,19 @@ class MultiTaskDR(LightningModule):
             )
         return seg, grade
 
+    def teacher_maps(self, batch: dict[str, Any]) -> Tensor | None:
+        """Annotated lesion maps for the grade head, in a ``teacher_forcing`` share of batches.
+
+        Only batches with both masks and grades qualify (phantoms), and only heads that read
+        the maps. Unscored (``255``) pixels count as background.
+        """
+        p = self.hparams.teacher_forcing
+        if p <= 0 or "mask" not in batch or not self.net.needs_lesion_maps():
+            return None
+        if not bool((batch["grade"] >= 0).any()) or torch.rand(()).item() >= p:
+            return None
+        return (batch["mask"] == 1).float()
+
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Sum the losses of every source in the batch."""
@@ -330,7 +352,7 @@ class MultiTaskDR(LightningModule):
         for name, part in split_sources(batch).items():
             # A batch without masks needs no lesion maps unless the grade reads them: the
             # decoder is skipped then (most of the cost of a grading-only step).
-            out = self(part["image"], lesions="mask" in part)
+            out = self(part["image"], lesions="mask" in part, lesion_maps=self.teacher_maps(part))
             seg, grade = self.source_losses(part, out)
             size = len(part["image"])
             if seg is not None:

@@ -114,3 +114,42 @@ def test_grade_metrics_and_score():
     assert results["test/grade/recall_4"].item() == pytest.approx(0.5)
     assert results["test/score"] == results["test/grade/qwk"]
     assert task.confusion[4, 3] == 1
+
+
+def test_teacher_forcing_feeds_annotated_maps_to_the_grade_head_in_training_only():
+    torch.manual_seed(0)
+    task = MultiTaskDR(**TINY, conditioning="bottleneck", teacher_forcing=1.0)
+    graded = seg_batch(grades=[1, 3])
+    maps = task.teacher_maps(graded)
+    # Annotated lesion pixels are 1, everything else (unscored 255 included) is background.
+    assert torch.equal(maps, (graded["mask"] == 1).float())
+    assert maps[:, :, :2].sum() == 0
+    # Not for ungraded masks, not for grading-only batches, not for a head that ignores maps.
+    assert task.teacher_maps(seg_batch()) is None
+    assert task.teacher_maps(grade_batch()) is None
+    assert MultiTaskDR(**TINY, teacher_forcing=1.0).teacher_maps(graded) is None
+    assert MultiTaskDR(**TINY, conditioning="stats").teacher_maps(graded) is None
+
+    task.eval()
+    image = graded["image"]
+    with torch.no_grad():
+        forced = task(image, lesion_maps=maps)
+        plain = task(image)
+        expected, _ = task.net.grade_from_lesions(task.net.encoder(image), maps)
+    assert torch.allclose(forced["grade_logits"], expected, atol=1e-5)
+    assert not torch.allclose(forced["grade_logits"], plain["grade_logits"])
+    # The decoder's own maps are still returned for the segmentation loss.
+    assert torch.allclose(forced["lesion_logits"], plain["lesion_logits"])
+
+
+def test_teacher_forcing_share_is_seeded():
+    task = MultiTaskDR(**TINY, conditioning="stats", teacher_forcing=0.5)
+    graded = seg_batch(grades=[1, 3])
+
+    def draws():
+        torch.manual_seed(0)
+        return [task.teacher_maps(graded) is not None for _ in range(200)]
+
+    first = draws()
+    assert first == draws()
+    assert 0.4 < sum(first) / len(first) < 0.6

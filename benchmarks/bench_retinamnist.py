@@ -4,6 +4,9 @@ For each seed it runs ``multitask-dr fit`` on ``configs/retinamnist.yaml`` in-pr
 goes to ``seed_everything`` and to the datamodule), selects the checkpoint on the validation
 split (the config's ``ModelCheckpoint`` monitor), re-validates that checkpoint, and touches the
 test split once (``multitask-dr test --ckpt_path``). Metrics are read back from a CSV logger.
+``--members K`` makes each seed's run a deep ensemble of ``K`` models (seeds ``K*seed`` to
+``K*seed+K-1``) evaluated through ``model.ensemble_checkpoints``; ``--reuse`` keeps models already
+fitted in ``--work`` with the same config.
 It prints per-seed results and mean ± std of test ACC / AUC / QWK next to the published
 MedMNIST results (a Markdown table).
 
@@ -127,6 +130,8 @@ def fit_member(
 ) -> tuple[Path, Path, float]:
     """Fit one model with ``seed``; its config, selected checkpoint and fit seconds.
 
+    Its per-epoch validation metrics stay in ``work/seed{seed}/fit/version_0/metrics.csv``.
+
     With ``--reuse`` a model whose checkpoint and recorded fit time are already in ``work`` is
     not trained again (ensembles of different sizes share members).
     """
@@ -163,6 +168,8 @@ def run_seed(
     members = [fit_member(base, args.members * seed + j, args, work) for j in range(args.members)]
     (path, ckpt, _), others = members[0], [m[1] for m in members[1:]]
     out = work / f"seed{args.members * seed}"
+    epochs = read_rows(out / "fit" / "version_0" / "metrics.csv")
+    curve = [r for r in epochs if f"val/grade/{METRICS[0]}" in r]
     suffix = "" if args.members == 1 else f"_ensemble{args.members}"
 
     def evaluate(stage: str) -> tuple[dict[str, float], float]:
@@ -186,6 +193,8 @@ def run_seed(
         ],
         "fit_s": sum(m[2] for m in members),
         "val": val,
+        # The first member's validation curve (one row per epoch).
+        "val_curve": [{k: r[f"val/grade/{k}"] for k in METRICS} for r in curve],
     }
     if not args.val_only:
         result["test"], result["test_s"] = evaluate("test")
@@ -266,7 +275,7 @@ def main() -> None:
         for seed in args.seeds:
             result = run_seed(base, seed, args, work)
             results.append(result)
-            print(json.dumps(result), flush=True)
+            print(json.dumps({k: v for k, v in result.items() if k != "val_curve"}), flush=True)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2))
     report(results, args, seed_config(base, 0, Path("."), args.set))

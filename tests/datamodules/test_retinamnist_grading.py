@@ -56,6 +56,8 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
     monkeypatch.chdir(REPO)
     args = argparse.Namespace(
         val_only=False,
+        members=1,
+        reuse=False,
         set=[
             f"data.init_args.root={synthetic_root / 'retinamnist'}",
             "data.init_args.image_size=32",
@@ -70,7 +72,7 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = bench.run_seed(base, 0, args, tmp_path)
-    assert result["best_epoch"] in (0, 1)
+    assert result["members"] == [0] and result["best_epoch"][0] in (0, 1)
     assert len(result["val_curve"]) == 2  # one validation per epoch, sanity check excluded
     for stage in ("val", "test"):
         for name in ("acc", "auc", "qwk"):
@@ -84,3 +86,15 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
     ckpt = torch.load(tmp_path / "seed0" / "ckpt" / "best.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["tta"] == "dihedral"
     assert ckpt["hyper_parameters"]["encoder"] == "tu-test_resnet"
+
+    # An ensemble of 2 (seeds 0 and 1) reuses the model fitted above as its first member.
+    fitted = (tmp_path / "seed0" / "ckpt" / "best.ckpt").stat().st_mtime_ns
+    args.members, args.reuse = 2, True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pair = bench.run_seed(base, 0, args, tmp_path)
+    assert (tmp_path / "seed0" / "ckpt" / "best.ckpt").stat().st_mtime_ns == fitted
+    assert pair["members"] == [0, 1] and (tmp_path / "seed1" / "ckpt" / "best.ckpt").exists()
+    assert pair["fit_s"] > result["fit_s"]  # the sum of both members' fits
+    for stage in ("val", "test"):
+        assert all(not math.isnan(pair[stage][k]) for k in ("acc", "auc", "qwk"))

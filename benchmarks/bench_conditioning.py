@@ -16,6 +16,9 @@ Usage::
     python benchmarks/bench_conditioning.py --modes none stats --json a.json &
     python benchmarks/bench_conditioning.py --modes bottleneck bottleneck_max --json b.json
     python benchmarks/bench_conditioning.py --merge a.json b.json
+    # re-measure kept checkpoints on a fresh test set (generator seed 1):
+    python benchmarks/bench_conditioning.py --work DIR --attribution-only --json results.json \
+        --test-seed 1
     # recompute the attribution columns from kept checkpoints:
     python benchmarks/bench_conditioning.py --work DIR --attribution-only --json results.json
 """
@@ -61,17 +64,19 @@ from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
 MODES = ("none", "stats", "lesion_pooled", "bottleneck", "bottleneck_max")
 
 
-def deciding_lesions(root: Path, split: str, size: int, count: int) -> dict[str, tuple[str, bool]]:
+def deciding_lesions(
+    root: Path, split: str, size: int, count: int, seed: int = 0
+) -> dict[str, tuple[str, bool]]:
     """Image name -> (deciding lesion, whether it is necessary), for graded images.
 
-    The phantoms are re-rendered from the generator's per-image seeds (seed 0), which gives
-    their lesion lists exactly; ``grades.csv`` is checked against them.
+    The phantoms are re-rendered from the generator's per-image seeds (dataset ``seed``), which
+    gives their lesion lists exactly; ``grades.csv`` is checked against them.
     """
     with (root / split / "grades.csv").open() as handle:
         written = {r["image"]: r["deciding_lesion"] for r in csv.DictReader(handle)}
     deciders = {}
     for index in range(count):
-        rng = image_rng(0, "tjdr", split, index)
+        rng = image_rng(seed, "tjdr", split, index)
         phantom = render_phantom(size, sample_grade(rng, None), rng)
         name = f"{index + 1:03d}"
         assert written[name] == (phantom.deciding_lesion or ""), name
@@ -115,18 +120,33 @@ def attribution_hits(
 
 
 def attribution(
-    checkpoint: str | Path, dm: TJDRDataModule, root: Path, args: argparse.Namespace
+    checkpoint: str | Path,
+    dm: TJDRDataModule,
+    root: Path,
+    args: argparse.Namespace,
+    phantom_seed: int = 0,
 ) -> dict[str, float]:
     """Attribution columns of one trained checkpoint."""
     best = MultiTaskDR.load_from_checkpoint(checkpoint)
-    deciders = deciding_lesions(root, "test", args.size, args.n_test)
+    deciders = deciding_lesions(root, "test", args.size, args.n_test, phantom_seed)
     return attribution_hits(best, dm, deciders)
 
 
 def attribution_only(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Recompute the attribution columns from the checkpoints kept in ``--work``."""
+    """Recompute the attribution columns from the checkpoints kept in ``--work``.
+
+    With ``--test-seed N`` (N != 0) the test phantoms are a fresh set drawn with generator seed
+    ``N``, none of which was seen while choosing settings, and the grade/lesion columns are
+    re-measured on it too.
+    """
     results = json.loads(args.json.read_text())
     root = args.work / "phantoms"
+    # Normalisation always comes from the training phantoms, as in training.
+    reference = TJDRDataModule(root=str(root), image_size=args.size)
+    reference.fit_normalisation(reference.dataset("train"))
+    if args.test_seed:
+        root = args.work / f"phantoms_test{args.test_seed}"
+        write_tjdr(root, n_train=1, n_test=args.n_test, size=args.size, seed=args.test_seed)
     for result in results:
         folder = args.work / f"{result['mode']}-{result['seed']}"
         # The newest file is the final best one (a copied folder may hold earlier bests too).
@@ -136,10 +156,21 @@ def attribution_only(args: argparse.Namespace) -> list[dict[str, Any]]:
             image_size=args.size,
             batch_size=args.batch,
             seed=result["seed"],
+            mean=reference.mean,
+            std=reference.std,
             cache_dir=str(args.work / "cache"),
         )
         dm.setup("test")
-        result |= attribution(checkpoint, dm, root, args)
+        if args.test_seed:
+            task = MultiTaskDR.load_from_checkpoint(checkpoint)
+            trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+            metrics = trainer.test(task, dm, verbose=False)[0]
+            result |= {
+                "qwk": metrics["test/grade/qwk"],
+                "acc": metrics["test/grade/acc"],
+                "aupr": metrics["test/seg/aupr_mean"],
+            }
+        result |= attribution(checkpoint, dm, root, args, args.test_seed)
         print(json.dumps(result), flush=True)
     return results
 
@@ -247,6 +278,12 @@ def main() -> None:
         "--attribution-only",
         action="store_true",
         help="recompute the attribution columns of --json runs from --work",
+    )
+    parser.add_argument(
+        "--test-seed",
+        type=int,
+        default=0,
+        help="with --attribution-only: re-measure on fresh test phantoms of this generator seed",
     )
     parser.add_argument(
         "--merge",

@@ -11,7 +11,7 @@ and exudates either alone keeps grade 2, so no counterfactual can single one out
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_conditioning.py [--epochs 20] [--seeds 0 1 2]
+    OMP_NUM_THREADS=1 python benchmarks/bench_conditioning.py [--epochs 30] [--seeds 0 1 2]
     # two processes (two cores), then one table:
     python benchmarks/bench_conditioning.py --modes none stats --json a.json &
     python benchmarks/bench_conditioning.py --modes bottleneck bottleneck_max --json b.json
@@ -261,16 +261,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--n-train", type=int, default=200)
-    parser.add_argument("--n-test", type=int, default=80)
+    parser.add_argument("--n-test", type=int, default=200)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--encoder", default="resnet18")
     parser.add_argument("--grade-output", default="softmax", choices=("softmax", "coral"))
     parser.add_argument(
-        "--teacher-forcing", type=float, default=0.0, help="model.teacher_forcing (see task)"
+        "--teacher-forcing", type=float, default=0.5, help="model.teacher_forcing (see task)"
     )
     parser.add_argument("--json", type=Path, help="also write the per-run results here")
     parser.add_argument("--work", type=Path, help="keep data and checkpoints here (default: temp)")

@@ -1,27 +1,19 @@
 """The conditioning benchmark, run for real on a few tiny phantoms (one epoch, tiny encoder)."""
 
 import argparse
-import importlib.util
 import json
 import math
 import warnings
-from pathlib import Path
 
 import pytest
 
 from multitask_dr.datasets.synthetic import write_tjdr
 from multitask_dr.lesions import LESIONS
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.scripts import load_script
 
 
 def load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "bench_conditioning", REPO / "benchmarks" / "bench_conditioning.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_conditioning.py")
 
 
 @pytest.mark.parametrize("mode", ["none", "bottleneck_max"])

@@ -8,13 +8,13 @@ from the shared folder (it trains one itself when run alone).
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import nbformat
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.scripts import load_script
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
@@ -63,12 +63,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
 
 
 def strip_script():
-    spec = importlib.util.spec_from_file_location(
-        "strip_notebooks", REPO_ROOT / "scripts" / "strip_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/strip_notebooks.py")
 
 
 def test_committed_notebooks_are_valid_and_have_no_outputs():

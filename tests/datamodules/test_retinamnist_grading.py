@@ -1,7 +1,6 @@
 """The RetinaMNIST grading config and benchmark, run for real on tiny synthetic data."""
 
 import argparse
-import importlib.util
 import math
 import warnings
 from pathlib import Path
@@ -10,17 +9,14 @@ import pytest
 import torch
 import yaml
 
+from tests.scripts import load_script
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "retinamnist.yaml"
 
 
 def load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "bench_retinamnist", REPO / "benchmarks" / "bench_retinamnist.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_retinamnist.py")
 
 
 def test_config_selects_on_validation_and_reads_the_official_file():

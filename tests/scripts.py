@@ -1,0 +1,16 @@
+"""Import the repository's stand-alone scripts (benchmarks, helpers) by path in tests."""
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative: str) -> ModuleType:
+    """The module at ``REPO / relative`` (e.g. ``benchmarks/bench_retinamnist.py``), freshly run."""
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

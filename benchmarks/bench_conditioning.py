@@ -120,16 +120,15 @@ def attribution_hits(
 
 
 def attribution(
-    checkpoint: str | Path,
+    task: MultiTaskDR,
     dm: TJDRDataModule,
     root: Path,
     args: argparse.Namespace,
     phantom_seed: int = 0,
 ) -> dict[str, float]:
-    """Attribution columns of one trained checkpoint."""
-    best = MultiTaskDR.load_from_checkpoint(checkpoint)
+    """Attribution columns of one trained model."""
     deciders = deciding_lesions(root, "test", args.size, args.n_test, phantom_seed)
-    return attribution_hits(best, dm, deciders)
+    return attribution_hits(task, dm, deciders)
 
 
 def attribution_only(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -161,8 +160,8 @@ def attribution_only(args: argparse.Namespace) -> list[dict[str, Any]]:
             cache_dir=str(args.work / "cache"),
         )
         dm.setup("test")
+        task = MultiTaskDR.load_from_checkpoint(checkpoint)
         if args.test_seed:
-            task = MultiTaskDR.load_from_checkpoint(checkpoint)
             trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
             metrics = trainer.test(task, dm, verbose=False)[0]
             result |= {
@@ -170,7 +169,7 @@ def attribution_only(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "acc": metrics["test/grade/acc"],
                 "aupr": metrics["test/seg/aupr_mean"],
             }
-        result |= attribution(checkpoint, dm, root, args, args.test_seed)
+        result |= attribution(task, dm, root, args, args.test_seed)
         print(json.dumps(result), flush=True)
     return results
 
@@ -218,7 +217,8 @@ def run(mode: str, seed: int, root: Path, args: argparse.Namespace, work: Path) 
         "aupr": metrics["test/seg/aupr_mean"],
         "seconds": seconds,
     }
-    return result | attribution(checkpoint.best_model_path, dm, root, args)
+    best = MultiTaskDR.load_from_checkpoint(checkpoint.best_model_path)
+    return result | attribution(best, dm, root, args)
 
 
 def mean_std(values: list[float]) -> str:

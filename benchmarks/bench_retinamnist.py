@@ -127,10 +127,12 @@ def last_values(rows: list[dict[str, float]], prefix: str) -> dict[str, float]:
 
 def fit_member(
     base: dict[str, Any], seed: int, args: argparse.Namespace, work: Path
-) -> tuple[Path, Path, float]:
-    """Fit one model with ``seed``; its config, selected checkpoint and fit seconds.
+) -> tuple[Path, Path, float, list[dict[str, float]]]:
+    """Fit one model with ``seed``.
 
-    Its per-epoch validation metrics stay in ``work/seed{seed}/fit/version_0/metrics.csv``.
+    Returns:
+        Its config file, selected checkpoint, fit seconds and per-epoch validation rows (from
+        ``work/seed{seed}/fit/version_0/metrics.csv``).
 
     With ``--reuse`` a model whose checkpoint and recorded fit time are already in ``work`` is
     not trained again (ensembles of different sizes share members).
@@ -143,17 +145,17 @@ def fit_member(
     if args.reuse and ckpt.exists() and timing.exists():
         if yaml.safe_load(path.read_text()) != config:
             raise RuntimeError(f"--reuse: {path} was written with other settings")
-        return path, ckpt, float(json.loads(timing.read_text()))
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    else:
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        start = time.perf_counter()
+        cli_main(["fit", "--config", str(path)])
+        timing.write_text(json.dumps(time.perf_counter() - start))
     monitor = checkpoint_callback(config)["init_args"]["monitor"]
-    start = time.perf_counter()
-    cli_main(["fit", "--config", str(path)])
-    seconds = time.perf_counter() - start
-    timing.write_text(json.dumps(seconds))
-    curve = [r for r in read_rows(out / "fit" / "version_0" / "metrics.csv") if monitor in r]
-    if not curve:
+    rows = read_rows(out / "fit" / "version_0" / "metrics.csv")
+    curve = [r for r in rows if f"val/grade/{METRICS[0]}" in r]
+    if not any(monitor in r for r in curve):
         raise RuntimeError(f"the checkpoint monitor {monitor!r} was never logged")
-    return path, ckpt, seconds
+    return path, ckpt, float(json.loads(timing.read_text())), curve
 
 
 def run_seed(
@@ -166,10 +168,8 @@ def run_seed(
     (probabilities averaged); its fit time is the sum of the members'.
     """
     members = [fit_member(base, args.members * seed + j, args, work) for j in range(args.members)]
-    (path, ckpt, _), others = members[0], [m[1] for m in members[1:]]
-    out = work / f"seed{args.members * seed}"
-    epochs = read_rows(out / "fit" / "version_0" / "metrics.csv")
-    curve = [r for r in epochs if f"val/grade/{METRICS[0]}" in r]
+    (path, ckpt, _, curve), others = members[0], [m[1] for m in members[1:]]
+    out = ckpt.parents[1]  # the first member's folder: evaluation logs go beside its fit
     suffix = "" if args.members == 1 else f"_ensemble{args.members}"
 
     def evaluate(stage: str) -> tuple[dict[str, float], float]:

@@ -51,6 +51,25 @@ def coral_targets(grades: Tensor, num_grades: int) -> Tensor:
     return (grades.unsqueeze(1) > thresholds).float()
 
 
+def sord_targets(grades: Tensor, num_grades: int, scale: float) -> Tensor:
+    """Soft ordinal targets (SORD, Diaz & Marathe 2019): ``softmax(-scale * (k - grade)²)``.
+
+    Neighbouring grades get more mass than distant ones, so the loss penalises a 0 -> 4 error
+    more than 0 -> 1, as quadratic kappa does.
+
+    Args:
+        grades: Integer grades ``(B,)``.
+        num_grades: Number of ordered grades ``G``.
+        scale: Sharpness; large values approach one-hot targets.
+
+    Returns:
+        ``(B, G)`` target distributions.
+    """
+    ranks = torch.arange(num_grades, device=grades.device, dtype=torch.float32)
+    distance = (ranks[None, :] - grades[:, None].float()) ** 2
+    return torch.softmax(-scale * distance, dim=1)
+
+
 def grade_probabilities(logits: Tensor, output: GradeOutput) -> Tensor:
     """Class probabilities ``(B, G)`` from a head's logits."""
     if output == "softmax":
@@ -71,6 +90,7 @@ def grade_loss(
     class_weights: Tensor | None = None,
     label_smoothing: float = 0.0,
     focal_gamma: float = 0.0,
+    sord_scale: float = 0.0,
 ) -> Tensor:
     """Grading loss for the chosen output.
 
@@ -81,6 +101,9 @@ def grade_loss(
         class_weights: Per-grade weights (focal alpha), ``(G,)``.
         label_smoothing: Cross-entropy label smoothing (softmax only).
         focal_gamma: Focal-loss exponent; 0 gives plain cross-entropy.
+        sord_scale: If positive, cross-entropy against soft ordinal targets of this sharpness
+            (:func:`sord_targets`, softmax only) instead of one-hot ones; label smoothing and
+            focal weighting then still apply on top.
 
     Returns:
         The mean loss.
@@ -91,7 +114,11 @@ def grade_loss(
         if class_weights is not None:
             losses = losses * class_weights[grades]
         return losses.mean()
-    ce = F.cross_entropy(logits, grades, reduction="none", label_smoothing=label_smoothing)
+    if sord_scale > 0:
+        targets = sord_targets(grades, logits.shape[1], sord_scale)
+        ce = F.cross_entropy(logits, targets, reduction="none", label_smoothing=label_smoothing)
+    else:
+        ce = F.cross_entropy(logits, grades, reduction="none", label_smoothing=label_smoothing)
     if focal_gamma > 0:
         p_true = logits.softmax(-1).gather(1, grades[:, None]).squeeze(1)
         ce = ce * (1 - p_true).pow(focal_gamma)

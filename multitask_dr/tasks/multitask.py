@@ -20,6 +20,7 @@ selection) is the mean of the headline metrics available: lesion mAUPR and grade
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +58,18 @@ warnings.filterwarnings(
     category=PossibleUserWarning,
 )
 TestTimeAugmentation = Literal["none", "flips", "dihedral"]
+
+
+@dataclass(frozen=True)
+class Mixup:
+    """One mixup draw: each image ``i`` becomes ``weight * x[i] + (1 - weight) * x[partner[i]]``."""
+
+    weight: float
+    partner: Tensor
+
+    def apply(self, images: Tensor) -> Tensor:
+        """Blend ``images`` ``(B, ...)`` with their partners."""
+        return self.weight * images + (1 - self.weight) * images[self.partner]
 
 
 def tta_views(image: Tensor, tta: TestTimeAugmentation) -> list[Tensor]:
@@ -114,6 +127,12 @@ class MultiTaskDR(LightningModule):
         grade_class_weights: Per-grade loss weights (focal alpha), or ``None``.
         label_smoothing: Cross-entropy label smoothing.
         focal_gamma: Focal-loss exponent for grading (0 = cross-entropy).
+        sord_scale: If positive, grading cross-entropy against soft ordinal (SORD) targets
+            ``softmax(-sord_scale * (k - grade)²)`` instead of one-hot ones (softmax output only).
+        mixup_alpha: If positive, training batches of grading-only sources (no masks) are mixed
+            up (Zhang et al. 2018): each image is blended with another of the batch by a weight
+            drawn from ``Beta(alpha, alpha)`` and the grade loss is blended alike. Batches with
+            lesion masks are never mixed (a blended lesion map has no meaning for a grade).
         lr: Peak learning rate (AdamW).
         weight_decay: AdamW weight decay.
         warmup_epochs: Linear warm-up epochs before cosine decay.
@@ -152,6 +171,8 @@ class MultiTaskDR(LightningModule):
         grade_class_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
         focal_gamma: float = 0.0,
+        sord_scale: float = 0.0,
+        mixup_alpha: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_epochs: int = 0,
@@ -227,6 +248,10 @@ class MultiTaskDR(LightningModule):
         self.dice_loss = smp.losses.DiceLoss(
             "multilabel", from_logits=True, ignore_index=IGNORE_INDEX
         )
+        if hp.sord_scale > 0 and hp.grade_output != "softmax":
+            raise ValueError("sord_scale needs grade_output: softmax (SORD targets a distribution)")
+        if hp.mixup_alpha < 0:
+            raise ValueError(f"mixup_alpha must be >= 0, got {hp.mixup_alpha}")
         weights = hp.grade_class_weights
         if weights is not None and len(weights) != NUM_GRADES:
             raise ValueError(f"grade_class_weights needs {NUM_GRADES} values, got {len(weights)}")
@@ -312,25 +337,57 @@ class MultiTaskDR(LightningModule):
                 total = total + weight * loss
         return total
 
+    def grading_loss(self, logits: Tensor, grades: Tensor) -> Tensor:
+        """The configured grading loss of ``logits`` against integer ``grades``."""
+        hp = self.hparams
+        return grade_loss(
+            logits,
+            grades,
+            hp.grade_output,
+            self.grade_class_weights,
+            hp.label_smoothing,
+            hp.focal_gamma,
+            hp.sord_scale,
+        )
+
     def source_losses(
-        self, batch: dict[str, Any], out: dict[str, Tensor]
+        self, batch: dict[str, Any], out: dict[str, Tensor], mix: Mixup | None = None
     ) -> tuple[Tensor | None, Tensor | None]:
-        """Segmentation and grading loss of one source batch (``None`` where unlabelled)."""
+        """Segmentation and grading loss of one source batch (``None`` where unlabelled).
+
+        Args:
+            batch: One source's part of the batch.
+            out: The network's outputs for it.
+            mix: The mixup applied to this batch's images, if any (every image graded then).
+        """
         seg = None
         if "mask" in batch:
             seg = self.segmentation_loss(out["lesion_logits"], batch["mask"])
         grade = None
         graded = batch["grade"] >= 0
-        if graded.any():
-            grade = grade_loss(
-                out["grade_logits"][graded],
-                batch["grade"][graded],
-                self.hparams.grade_output,
-                self.grade_class_weights,
-                self.hparams.label_smoothing,
-                self.hparams.focal_gamma,
-            )
+        if mix is not None:
+            logits = out["grade_logits"]
+            grade = mix.weight * self.grading_loss(logits, batch["grade"]) + (
+                1 - mix.weight
+            ) * self.grading_loss(logits, batch["grade"][mix.partner])
+        elif graded.any():
+            grade = self.grading_loss(out["grade_logits"][graded], batch["grade"][graded])
         return seg, grade
+
+    def draw_mixup(self, batch: dict[str, Any]) -> Mixup | None:
+        """A mixup for a training batch, or ``None`` where it does not apply.
+
+        Applies with ``mixup_alpha > 0`` to batches of two or more images that are all graded
+        and carry no masks. Draws from torch's global generator, which the seed fixes.
+        """
+        alpha = self.hparams.mixup_alpha
+        if alpha <= 0 or "mask" in batch or len(batch["image"]) < 2:
+            return None
+        if not bool((batch["grade"] >= 0).all()):
+            return None
+        weight = torch.distributions.Beta(alpha, alpha).sample().item()
+        partner = torch.randperm(len(batch["image"]), device=batch["image"].device)
+        return Mixup(weight=weight, partner=partner)
 
     def teacher_maps(self, batch: dict[str, Any]) -> Tensor | None:
         """Annotated lesion maps for the grade head, in a ``teacher_forcing`` share of batches.
@@ -352,8 +409,10 @@ class MultiTaskDR(LightningModule):
         for name, part in split_sources(batch).items():
             # A batch without masks needs no lesion maps unless the grade reads them: the
             # decoder is skipped then (most of the cost of a grading-only step).
-            out = self(part["image"], lesions="mask" in part, lesion_maps=self.teacher_maps(part))
-            seg, grade = self.source_losses(part, out)
+            mix = self.draw_mixup(part)
+            image = part["image"] if mix is None else mix.apply(part["image"])
+            out = self(image, lesions="mask" in part, lesion_maps=self.teacher_maps(part))
+            seg, grade = self.source_losses(part, out, mix)
             size = len(part["image"])
             if seg is not None:
                 seg_losses.append(seg)

@@ -9,7 +9,12 @@ from multitask_dr.models.heads import (
 )
 from multitask_dr.models.lesion_features import FEATURE_NAMES, LesionFeatures
 from multitask_dr.models.network import MultiTaskNet, load_encoder_checkpoint
-from multitask_dr.models.ordinal import coral_targets, grade_loss, grade_probabilities
+from multitask_dr.models.ordinal import (
+    coral_targets,
+    grade_loss,
+    grade_probabilities,
+    sord_targets,
+)
 
 TINY = {"encoder_name": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
 
@@ -164,3 +169,27 @@ def test_encoder_checkpoint_loads_from_local_file(tmp_path):
     )
     with pytest.raises(FileNotFoundError):
         load_encoder_checkpoint(target.encoder, tmp_path / "missing.pt")
+
+
+def test_sord_targets_fall_with_grade_distance():
+    targets = sord_targets(torch.tensor([0, 2, 4]), 5, scale=1.0)
+    assert torch.allclose(targets.sum(1), torch.ones(3))
+    assert targets.argmax(1).tolist() == [0, 2, 4]
+    # Grade 2: symmetric around the true grade, and decreasing away from it.
+    assert torch.isclose(targets[1, 1], targets[1, 3]) and targets[1, 1] > targets[1, 0]
+    assert torch.all(targets[0, :-1] > targets[0, 1:])
+    assert torch.allclose(targets[2], targets[0].flip(0))
+    sharp = sord_targets(torch.tensor([3]), 5, scale=50.0)
+    assert sharp[0, 3] > 0.999
+
+
+def test_sord_loss_penalises_distant_grades_more():
+    grades = torch.tensor([0])
+    near = torch.tensor([[0.0, 4.0, 0.0, 0.0, 0.0]])  # confident grade 1
+    far = torch.tensor([[0.0, 0.0, 0.0, 0.0, 4.0]])  # confident grade 4
+    plain = [grade_loss(x, grades, "softmax") for x in (near, far)]
+    sord = [grade_loss(x, grades, "softmax", sord_scale=1.0) for x in (near, far)]
+    assert torch.isclose(plain[0], plain[1])  # one-hot cross-entropy cannot tell them apart
+    assert sord[0] < sord[1]
+    expected = -(sord_targets(grades, 5, 1.0) * far.log_softmax(1)).sum()
+    assert torch.isclose(sord[1], expected)

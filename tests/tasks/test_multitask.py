@@ -153,3 +153,57 @@ def test_teacher_forcing_share_is_seeded():
     first = draws()
     assert first == draws()
     assert 0.4 < sum(first) / len(first) < 0.6
+
+
+def test_mixup_blends_images_and_grade_losses_of_grading_batches_only():
+    task = MultiTaskDR(**TINY, mixup_alpha=0.4)
+    graded = grade_batch(n=6)
+    torch.manual_seed(0)
+    mix = task.draw_mixup(graded)
+    assert mix is not None and 0 <= mix.weight <= 1
+    assert sorted(mix.partner.tolist()) == list(range(6))
+    torch.manual_seed(0)
+    again = task.draw_mixup(graded)
+    assert again.weight == mix.weight and torch.equal(again.partner, mix.partner)
+
+    mixed = mix.apply(graded["image"])
+    i, j = 0, int(mix.partner[0])
+    assert torch.allclose(
+        mixed[i], mix.weight * graded["image"][i] + (1 - mix.weight) * graded["image"][j]
+    )
+    task.eval()
+    out = task(mixed, lesions=False)
+    _, loss = task.source_losses(graded, out, mix)
+    logits = out["grade_logits"]
+    expected = mix.weight * task.grading_loss(logits, graded["grade"]) + (
+        1 - mix.weight
+    ) * task.grading_loss(logits, graded["grade"][mix.partner])
+    assert torch.isclose(loss, expected)
+
+    # Never for lesion batches, partly ungraded batches, single images, or alpha 0.
+    assert task.draw_mixup(seg_batch(grades=[1, 2])) is None
+    assert task.draw_mixup({**graded, "grade": torch.tensor([1, -1, 2, 3, 0, 4])}) is None
+    assert task.draw_mixup(grade_batch(n=1)) is None
+    assert MultiTaskDR(**TINY).draw_mixup(graded) is None
+
+
+def test_training_step_feeds_the_network_mixed_images():
+    task = MultiTaskDR(**TINY, mixup_alpha=1.0)
+    batch = grade_batch(n=4)
+    seen = []
+    task.net.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(args[0]), with_kwargs=True
+    )
+    torch.manual_seed(3)
+    task.training_step(batch, 0)
+    torch.manual_seed(3)
+    mix = task.draw_mixup(batch)
+    assert torch.allclose(seen[0], mix.apply(batch["image"]))
+    assert not torch.allclose(seen[0], batch["image"])
+
+
+def test_sord_needs_softmax_and_mixup_a_non_negative_alpha():
+    with pytest.raises(ValueError, match="sord_scale needs grade_output: softmax"):
+        MultiTaskDR(**TINY, grade_output="coral", sord_scale=1.0)
+    with pytest.raises(ValueError, match="mixup_alpha must be >= 0"):
+        MultiTaskDR(**TINY, mixup_alpha=-0.1)

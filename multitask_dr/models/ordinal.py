@@ -114,11 +114,9 @@ def grade_loss(
         if class_weights is not None:
             losses = losses * class_weights[grades]
         return losses.mean()
-    if sord_scale > 0:
-        targets = sord_targets(grades, logits.shape[1], sord_scale)
-        ce = F.cross_entropy(logits, targets, reduction="none", label_smoothing=label_smoothing)
-    else:
-        ce = F.cross_entropy(logits, grades, reduction="none", label_smoothing=label_smoothing)
+    # Index targets (one-hot) unless SORD's soft distributions replace them.
+    targets = sord_targets(grades, logits.shape[1], sord_scale) if sord_scale > 0 else grades
+    ce = F.cross_entropy(logits, targets, reduction="none", label_smoothing=label_smoothing)
     if focal_gamma > 0:
         p_true = logits.softmax(-1).gather(1, grades[:, None]).squeeze(1)
         ce = ce * (1 - p_true).pow(focal_gamma)

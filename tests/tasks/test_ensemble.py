@@ -1,21 +1,12 @@
 """Deep ensembles at evaluation: ``MultiTaskDR(ensemble_checkpoints=[...])``."""
 
-import warnings
-
 import lightning
 import pytest
 import torch
 
 from multitask_dr.tasks.multitask import MultiTaskDR
 
-TINY = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
-
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*self.trainer.*")
-        yield
+from .conftest import TINY
 
 
 def save(model: MultiTaskDR, path) -> str:

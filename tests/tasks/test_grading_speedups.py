@@ -1,22 +1,12 @@
 """Decoder skipping for grading-only batches and test-time flip averaging of the grade."""
 
-import warnings
-
 import pytest
 import torch
 
 from multitask_dr.models.network import MultiTaskNet
 from multitask_dr.tasks.multitask import MultiTaskDR, tta_views
 
-TINY = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
-
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*self.trainer.*")
-        warnings.filterwarnings("ignore", message=".*self.log.*")
-        yield
+from .conftest import TINY
 
 
 def count_calls(module: torch.nn.Module) -> list[int]:

@@ -1,5 +1,4 @@
 import math
-import warnings
 
 import pytest
 import torch
@@ -7,15 +6,7 @@ import torch
 from multitask_dr.lesions import IGNORE_INDEX
 from multitask_dr.tasks.multitask import MultiTaskDR, split_sources
 
-TINY = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
-
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*self.trainer.*")
-        warnings.filterwarnings("ignore", message=".*self.log.*")
-        yield
+from .conftest import TINY
 
 
 def seg_batch(n=2, size=64, grades=None):

@@ -131,6 +131,15 @@ def attribution(
     return attribution_hits(task, dm, deciders)
 
 
+def test_columns(metrics: dict[str, float]) -> dict[str, float]:
+    """The table's grade and lesion columns from ``Trainer.test`` metrics."""
+    return {
+        "qwk": metrics["test/grade/qwk"],
+        "acc": metrics["test/grade/acc"],
+        "aupr": metrics["test/seg/aupr_mean"],
+    }
+
+
 def attribution_only(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Recompute the attribution columns from the checkpoints kept in ``--work``.
 
@@ -163,12 +172,7 @@ def attribution_only(args: argparse.Namespace) -> list[dict[str, Any]]:
         task = MultiTaskDR.load_from_checkpoint(checkpoint)
         if args.test_seed:
             trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
-            metrics = trainer.test(task, dm, verbose=False)[0]
-            result |= {
-                "qwk": metrics["test/grade/qwk"],
-                "acc": metrics["test/grade/acc"],
-                "aupr": metrics["test/seg/aupr_mean"],
-            }
+            result |= test_columns(trainer.test(task, dm, verbose=False)[0])
         result |= attribution(task, dm, root, args, args.test_seed)
         print(json.dumps(result), flush=True)
     return results
@@ -208,17 +212,10 @@ def run(mode: str, seed: int, root: Path, args: argparse.Namespace, work: Path) 
     start = time.perf_counter()
     trainer.fit(task, dm)
     seconds = time.perf_counter() - start
+    # Testing restores the best checkpoint into ``task``; attribution reads the same weights.
     metrics = trainer.test(task, dm, ckpt_path="best", verbose=False)[0]
-    result = {
-        "mode": mode,
-        "seed": seed,
-        "qwk": metrics["test/grade/qwk"],
-        "acc": metrics["test/grade/acc"],
-        "aupr": metrics["test/seg/aupr_mean"],
-        "seconds": seconds,
-    }
-    best = MultiTaskDR.load_from_checkpoint(checkpoint.best_model_path)
-    return result | attribution(best, dm, root, args)
+    result = {"mode": mode, "seed": seed} | test_columns(metrics) | {"seconds": seconds}
+    return result | attribution(task, dm, root, args)
 
 
 def mean_std(values: list[float]) -> str:

@@ -35,7 +35,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -125,13 +125,20 @@ def last_values(rows: list[dict[str, float]], prefix: str) -> dict[str, float]:
     return result
 
 
-def fit_member(
-    base: dict[str, Any], seed: int, args: argparse.Namespace, work: Path
-) -> tuple[Path, Path, float, list[dict[str, float]]]:
+class Member(NamedTuple):
+    """One fitted model: config file, selected checkpoint, fit seconds, validation curve."""
+
+    config: Path
+    checkpoint: Path
+    fit_seconds: float
+    curve: list[dict[str, float]]
+
+
+def fit_member(base: dict[str, Any], seed: int, args: argparse.Namespace, work: Path) -> Member:
     """Fit one model with ``seed``.
 
     Returns:
-        Its config file, selected checkpoint, fit seconds and per-epoch validation rows (from
+        The member; its curve holds the per-epoch validation rows (from
         ``work/seed{seed}/fit/version_0/metrics.csv``).
 
     With ``--reuse`` a model whose checkpoint and recorded fit time are already in ``work`` is
@@ -155,7 +162,7 @@ def fit_member(
     curve = [r for r in rows if f"val/grade/{METRICS[0]}" in r]
     if not any(monitor in r for r in curve):
         raise RuntimeError(f"the checkpoint monitor {monitor!r} was never logged")
-    return path, ckpt, float(json.loads(timing.read_text())), curve
+    return Member(path, ckpt, float(json.loads(timing.read_text())), curve)
 
 
 def run_seed(
@@ -167,8 +174,10 @@ def run_seed(
     ``K * seed ... K * seed + K - 1``, evaluated through ``model.ensemble_checkpoints``
     (probabilities averaged); its fit time is the sum of the members'.
     """
-    members = [fit_member(base, args.members * seed + j, args, work) for j in range(args.members)]
-    (path, ckpt, _, curve), others = members[0], [m[1] for m in members[1:]]
+    seeds = [args.members * seed + j for j in range(args.members)]
+    members = [fit_member(base, member_seed, args, work) for member_seed in seeds]
+    path, ckpt, _, curve = members[0]
+    others = [m.checkpoint for m in members[1:]]
     out = ckpt.parents[1]  # the first member's folder: evaluation logs go beside its fit
     suffix = "" if args.members == 1 else f"_ensemble{args.members}"
 
@@ -187,11 +196,12 @@ def run_seed(
     val, _ = evaluate("validate")
     result: dict[str, Any] = {
         "seed": seed,
-        "members": [args.members * seed + j for j in range(args.members)],
+        "members": seeds,
         "best_epoch": [
-            int(torch.load(m[1], map_location="cpu", weights_only=False)["epoch"]) for m in members
+            int(torch.load(m.checkpoint, map_location="cpu", weights_only=False)["epoch"])
+            for m in members
         ],
-        "fit_s": sum(m[2] for m in members),
+        "fit_s": sum(m.fit_seconds for m in members),
         "val": val,
         # The first member's validation curve (one row per epoch).
         "val_curve": [{k: r[f"val/grade/{k}"] for k in METRICS} for r in curve],

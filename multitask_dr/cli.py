@@ -31,6 +31,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402
 
 from multitask_dr.datasets.problems import DataError  # noqa: E402
+from multitask_dr.models.pretrained import PretrainedWeightsError  # noqa: E402
 from multitask_dr.predict import PredictionWriter  # noqa: E402
 from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
 
@@ -182,7 +183,8 @@ def main(args: list[str] | None = None) -> int:
 
     Returns:
         Process exit status: 0, or 2 when the data cannot be used (missing root or file,
-        unreadable folder), with the reason printed instead of a traceback.
+        unreadable folder) or pretrained weights cannot be loaded (package missing), with the
+        reason printed instead of a traceback.
     """
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in EXTRA_COMMANDS:
@@ -202,8 +204,9 @@ def main(args: list[str] | None = None) -> int:
                 "--help` (synthetic data), `multitask-dr check-data --help` (dataset report).",
             },
         )
-    except DataError as error:
-        # A wrong path in a config is the user's to fix: say which, not where in our code.
+    except (DataError, PretrainedWeightsError) as error:
+        # A wrong path in a config or a missing extra is the user's to fix: say which, not
+        # where in our code.
         print(f"multitask-dr: error: {error}", file=sys.stderr)
         return 2
     finally:

@@ -102,7 +102,9 @@ class MultiTaskDR(LightningModule):
     Args:
         encoder: smp encoder name (``resnet18``, ``efficientnet-b0``, ``tu-test_resnet``, ...).
         decoder: ``unet``, ``unetplusplus``, ``fpn`` or ``deeplabv3plus``.
-        encoder_weights: smp pretrained-weights name (needs a download) or ``None``.
+        encoder_weights: ``imagenet`` or another smp weights name, or ``None`` (random). For
+            ``tu-efficientnet_lite0``, ``imagenet`` loads offline from the ``pretrained``
+            extra's package; for other encoders smp downloads it.
         encoder_checkpoint: Local state-dict file for the encoder (offline pretraining).
         decoder_channels: Decoder widths for Unet/Unet++ (``None``: smp's default).
         conditioning: Grade head conditioning: ``none``, ``stats``, ``lesion_pooled`` or

@@ -599,6 +599,8 @@ def rasterize_labelme(
                 f"and is not the ignore channel {IGNORE_CHANNEL}"
             )
         points = np.asarray(shape.points, dtype=np.float64).reshape(-1, 2)
+        if not len(points):
+            raise ValueError(f"rasterize_labelme: a {shape.shape_type!r} shape without points")
         if shape.shape_type in LABELME_DRAWN:
             drawn.setdefault(shape.channel, []).append((shape.shape_type, points))
         elif shape.shape_type != "mask":

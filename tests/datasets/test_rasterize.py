@@ -374,6 +374,8 @@ def test_labelme_rule_rejects_bad_input() -> None:
         rasterize_labelme([LabelmeDrawing(2, "rectangle", square)], 4, 4, 2)
     with pytest.raises(ValueError, match="shape_type 'ellipse'"):
         rasterize_labelme([LabelmeDrawing(0, "ellipse", square)], 4, 4, 1)
+    with pytest.raises(ValueError, match="without points"):
+        rasterize_labelme([LabelmeDrawing(0, "polygon", np.empty((0, 2)))], 4, 4, 1)
     with pytest.raises(ValueError, match="needs its patch"):
         rasterize_labelme([LabelmeDrawing(0, "mask", square)], 4, 4, 1)
     with pytest.raises(ValueError, match="whole number"):

@@ -147,3 +147,20 @@ def test_joint_yields_both_sources_per_step(synthetic_root):
     assert batch["segmentation"]["image"].shape[-1] == 64
     assert batch["grading"]["image"].shape[-1] == 32
     assert len(joint.val_dataloader()) == 2
+
+
+def test_tjdr_rasterize_setting_reaches_the_datasets_and_is_checked(synthetic_root):
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(TJDRDataModule, "data")
+    parsed = parser.parse_args(["--data.root", str(synthetic_root / "tjdr")])
+    assert parsed.data.rasterize == "labelme"  # the default, from YAML's point of view too
+    parsed = parser.parse_args(["--data.rasterize", "pixel_centre"])
+    assert parsed.data.rasterize == "pixel_centre"
+    with pytest.raises(Exception, match="rasterize"):
+        parser.parse_args(["--data.rasterize", "pixel-center"])
+    dm = tjdr(synthetic_root / "tjdr", rasterize="pixel_centre", annotation="labelme")
+    assert dm.dataset("train").rasterize == "pixel_centre"
+    with pytest.raises(ValueError, match="unknown rasterize rule"):
+        tjdr(synthetic_root / "tjdr", rasterize="scanline")

@@ -234,10 +234,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, config: dict
     """Print the per-seed table and the comparison with the published rows."""
     model, data = config["model"], config["data"]["init_args"]
     start = f"from {model['encoder_weights']}" if model.get("encoder_weights") else "from scratch"
+    configs = " + ".join(path.name for path in args.config)
     print(
         f"\nmachine: {platform.machine()} ({platform.processor() or 'cpu'}), "
         f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}; config "
-        f"{' + '.join(p.name for p in args.config)} {' '.join(args.set)}; {model.get('encoder')} {start}, "
+        f"{configs} {' '.join(args.set)}; {model.get('encoder')} {start}, "
         f"{data.get('size')} px read, {data.get('image_size')} px fed; seeds {args.seeds}\n"
     )
     print(

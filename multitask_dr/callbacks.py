@@ -11,9 +11,10 @@ logs, after each validation epoch (every ``every_n_epochs``) and after testing:
   across overlays;
 - ``{stage}/confusion``: the grading confusion matrix the task computed for the epoch
   (``MultiTaskDR.confusion``) as a W&B confusion-matrix chart;
-- ``{stage}/pr_curve``: per-lesion precision-recall curves (torchmetrics'
+- ``{stage}/pr_curve``: per-lesion precision-recall curves (the values of torchmetrics'
   ``MultilabelPrecisionRecallCurve`` with ``pr_thresholds`` binned thresholds, unscored pixels
-  ignored) as a W&B line plot;
+  ignored, computed from histograms by
+  :class:`~multitask_dr.tasks.metrics.BinnedPrecisionRecallCurve`) as a W&B line plot;
 - ``{stage}/images``: a ``wandb.Table`` with one row per evaluated image (source, name, true and
   predicted grade, grade probabilities, expected grade, predicted and true lesion area and count
   at the working resolution, per-lesion grade contributions: see :mod:`multitask_dr.predict`);
@@ -44,7 +45,6 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
-from torchmetrics.classification import MultilabelPrecisionRecallCurve
 
 from multitask_dr.lesions import (
     GRADE_NAMES,
@@ -63,6 +63,7 @@ from multitask_dr.predict import (
     overlay,
     release_index_mask,
 )
+from multitask_dr.tasks.metrics import BinnedPrecisionRecallCurve
 from multitask_dr.tasks.multitask import split_sources
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ class WandbMedia(Callback):
         self._warned = False
         self._panel: list[dict[str, Any]] = []
         self._rows: list[dict[str, Any]] = []
-        self._pr: MultilabelPrecisionRecallCurve | None = None
+        self._pr: BinnedPrecisionRecallCurve | None = None
         self._seen_masks = False
         self._confusion_before: Tensor | None = None
 
@@ -241,7 +242,7 @@ class WandbMedia(Callback):
         self._confusion_before = getattr(pl_module, "confusion", None)
         if self._active:
             if self._pr is None:
-                self._pr = MultilabelPrecisionRecallCurve(
+                self._pr = BinnedPrecisionRecallCurve(
                     NUM_LESIONS, thresholds=self.pr_thresholds, ignore_index=IGNORE_INDEX
                 )
             self._pr = self._pr.to(pl_module.device)

@@ -75,3 +75,29 @@ class BinnedAveragePrecision(Metric):
         ap = ((recall - next_recall) * precision).sum(dim=1)
         has_positive = self.positives.sum(dim=1) > 0
         return torch.where(has_positive, ap, torch.full_like(ap, float("nan")))
+
+
+class BinnedPrecisionRecallCurve(BinnedAveragePrecision):
+    """Per-label precision-recall curves from the same histograms, as torchmetrics returns them.
+
+    ``compute()`` gives what ``MultilabelPrecisionRecallCurve(num_labels, thresholds=T,
+    ignore_index=...)`` gives for the same inputs (tested): precision and recall ``(C, T + 1)``
+    (NaN where a ratio is 0/0, a last point of precision 1 and recall 0) and the ``T``
+    thresholds, at the cost of one histogram per update instead of a ``N x C x T`` comparison
+    (0.5 s per batch of 4 x 4 x 128² maps at 50 thresholds on our CPU, for torchmetrics).
+    """
+
+    higher_is_better = None
+
+    def compute(self) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        """Precision ``(C, T + 1)``, recall ``(C, T + 1)`` and thresholds ``(T,)``."""
+        tp = self.positives.flip(1).cumsum(1).flip(1).double()
+        fp = self.negatives.flip(1).cumsum(1).flip(1).double()
+        positives = tp[:, :1]  # every pixel is >= the first threshold, 0
+        nan = torch.full_like(tp, float("nan"))
+        precision = torch.where(tp + fp > 0, tp / (tp + fp).clamp_min(1), nan)
+        recall = torch.where(positives > 0, tp / positives.clamp_min(1), nan)
+        precision = torch.cat([precision, torch.ones_like(precision[:, :1])], dim=1)
+        recall = torch.cat([recall, torch.zeros_like(recall[:, :1])], dim=1)
+        thresholds = torch.linspace(0, 1, self.thresholds, device=tp.device)
+        return precision.float(), recall.float(), thresholds

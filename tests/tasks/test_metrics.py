@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
-from torchmetrics.classification import MultilabelAveragePrecision
+from torchmetrics.classification import MultilabelAveragePrecision, MultilabelPrecisionRecallCurve
 
-from multitask_dr.tasks.metrics import BinnedAveragePrecision
+from multitask_dr.tasks.metrics import BinnedAveragePrecision, BinnedPrecisionRecallCurve
 
 
 @pytest.mark.parametrize("thresholds", [5, 50, 200])
@@ -36,3 +36,27 @@ def test_perfect_and_absent_labels():
     precision, recall, thresholds = metric.curves()
     assert precision.shape == recall.shape == (2, 100) and thresholds[-1] == 1
     assert recall[0, 0] == 1 and recall[0, -1] == 0
+
+
+@pytest.mark.parametrize("thresholds", [5, 50])
+def test_pr_curve_equals_torchmetrics_binned_curve(thresholds):
+    torch.manual_seed(1)
+    probs = torch.rand(3, 4, 16, 16)
+    target = (torch.rand(3, 4, 16, 16) < probs * 0.3).long()
+    target[:, :, :2] = 255
+    target[:, 3] = 0  # a label without positives: recall is 0/0
+    probs[:, 2] = probs[:, 2] * 0.5  # nothing predicted at high thresholds: precision 0/0
+    ours = BinnedPrecisionRecallCurve(4, thresholds, ignore_index=255)
+    reference = MultilabelPrecisionRecallCurve(4, thresholds=thresholds, ignore_index=255)
+    for half in (slice(0, 2), slice(2, 3)):
+        ours.update(probs[half], target[half])
+        reference.update(probs[half], target[half])
+    (precision, recall, grid), (ref_precision, ref_recall, ref_grid) = (
+        ours.compute(),
+        reference.compute(),
+    )
+    assert precision.shape == recall.shape == (4, thresholds + 1)
+    assert torch.isnan(recall[3, :-1]).all() and torch.isnan(precision[2, -2])
+    assert torch.allclose(precision, ref_precision, atol=1e-6, equal_nan=True)
+    assert torch.allclose(recall, ref_recall, atol=1e-6, equal_nan=True)
+    assert torch.allclose(grid, ref_grid)

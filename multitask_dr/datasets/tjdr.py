@@ -233,6 +233,24 @@ def file_digest(*paths: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+# (path, size, mtime_ns) of each file -> file_digest: shared by every dataset of the process
+# (and inherited by DataLoader workers), so each file is read and hashed once, not per sample.
+_DIGESTS: dict[tuple[tuple[str, int, int], ...], str] = {}
+
+
+def cached_file_digest(*paths: Path) -> str:
+    """:func:`file_digest`, recomputed only when a file's size or modification time changes.
+
+    Cache keys are taken on every sample load: hashing a 2048² photograph and its annotation
+    each time costs more than reading the cached sample.
+    """
+    stamp = tuple((str(p), (st := p.stat()).st_size, st.st_mtime_ns) for p in paths)
+    digest = _DIGESTS.get(stamp)
+    if digest is None:
+        digest = _DIGESTS[stamp] = file_digest(*paths)
+    return digest
+
+
 class TJDRDataset(Dataset):
     """TJDR images with lesion masks from release PNGs or Labelme JSON.
 
@@ -319,7 +337,7 @@ class TJDRDataset(Dataset):
             # Only JSON is rasterized: release PNGs keep their cache whatever the rule.
             settings += f"|rasterize={self.rasterize}"
         return (
-            f"{record.name}-{file_digest(record.image, record.annotation)}-"
+            f"{record.name}-{cached_file_digest(record.image, record.annotation)}-"
             + hashlib.sha1(settings.encode()).hexdigest()[:8]
         )
 

@@ -109,7 +109,8 @@ class Measure:
         steps: Timed steps (after warm-up).
         images: Images in those steps, all sources together.
         seconds: Wall-clock time of those steps.
-        cpu_seconds: This process's CPU time over the same steps.
+        cpu_seconds: CPU time of the main thread over the same steps (where the steps, and
+            a loader without workers, run; hardly moved by other processes' load).
         peak_bytes: Peak device memory (CUDA) or resident set size (CPU), ``None`` if unknown.
         images_per_step: Images of each timed step (to compare both sides' batches).
     """
@@ -173,7 +174,7 @@ class Stopwatch:
         cuda = self.device.type == "cuda"
         if cuda and edge:
             torch.cuda.synchronize(self.device)
-        self.marks.append(Mark(time.perf_counter(), time.process_time(), images))
+        self.marks.append(Mark(time.perf_counter(), time.thread_time(), images))
         if index == self.warmup - 1:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self.device)
@@ -399,16 +400,23 @@ def iterate_batches(loader: Iterable[Any]) -> Iterator[Any]:
 
 
 def time_loader(loader: Iterable[Any], warmup: int, steps: int) -> tuple[Measure, list[Any]]:
-    """Iterate ``loader`` alone for ``warmup + steps`` batches; return the timing and batches."""
+    """Iterate ``loader`` alone for ``warmup + steps`` batches; return the timing and batches.
+
+    A loader shorter than that is iterated again (a new epoch), as training would.
+    """
     watch = Stopwatch(warmup, steps, torch.device("cpu"))
-    batches = []
-    iterator = iterate_batches(loader)
-    for batch in iterator:
-        batches.append(batch)
-        watch.stamp(count_images(batch))
-        if watch.done:
-            break
-    del iterator  # stops the workers of this pass
+    batches: list[Any] = []
+    while not watch.done:
+        before = len(batches)
+        iterator = iterate_batches(loader)
+        for batch in iterator:
+            batches.append(batch)
+            watch.stamp(count_images(batch))
+            if watch.done:
+                break
+        del iterator  # stops the workers of this pass
+        if len(batches) == before:
+            break  # an empty loader: measure() says so
     return watch.measure(), batches
 
 
@@ -753,8 +761,8 @@ def report(
     """The printed report: settings, machine, the table and notes on the training runs."""
     config = [a for i, a in enumerate(cli_args) if i and cli_args[i - 1] == "--config"]
     ratios = ", ".join(f"{r.framework.rate / r.plain.rate:.3f}" for r in results)
-    cpu = [r.framework.cpu_seconds / r.framework.steps * 1000 for r in results]
-    cpu_plain = [r.plain.cpu_seconds / r.plain.steps * 1000 for r in results]
+    cpu = statistics.median(r.framework.cpu_seconds / r.framework.steps for r in results)
+    cpu_plain = statistics.median(r.plain.cpu_seconds / r.plain.steps for r in results)
     lines = [
         f"config: {', '.join(Path(c).name for c in config)}; device {device.type}; "
         f"warm-up {args.warmup} + {args.steps} timed train steps, "
@@ -764,9 +772,10 @@ def report(
         "",
         markdown_table(rows),
         "",
-        f"train framework / plain per repeat: {ratios}; this process's CPU time per step "
-        f"(all its threads, not the loader's workers): framework "
-        f"{statistics.median(cpu):.0f} ms, plain {statistics.median(cpu_plain):.0f} ms",
+        f"train framework / plain per repeat: {ratios}. Main-thread CPU time per train step "
+        f"(load-independent; counts a loader without workers, not worker processes): framework "
+        f"{cpu * 1000:.0f} ms, plain {cpu_plain * 1000:.0f} ms, plain / framework "
+        f"{cpu_plain / cpu:.3f}",
     ]
     crossing = [
         r.batches_per_epoch for r in results if r.batches_per_epoch < args.warmup + args.steps

@@ -18,11 +18,11 @@ def bench():
 
 
 def fake_clock(monkeypatch, bench, ticks):
-    """``time.perf_counter``/``process_time`` in the benchmark return ``ticks`` in turn."""
+    """``time.perf_counter`` in the benchmark returns ``ticks`` in turn (CPU time counts up)."""
     walls = iter(ticks)
     cpus = itertools.count()
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(walls))
-    monkeypatch.setattr(bench.time, "process_time", lambda: float(next(cpus)))
+    monkeypatch.setattr(bench.time, "thread_time", lambda: float(next(cpus)))
 
 
 def test_stopwatch_times_the_steps_after_warmup_only(bench, monkeypatch):
@@ -36,6 +36,7 @@ def test_stopwatch_times_the_steps_after_warmup_only(bench, monkeypatch):
     watch.stamp(1000)  # after the window: ignored
     measure = watch.measure()
     assert (measure.steps, measure.images, measure.seconds) == (3, 18, 6.0)
+    assert measure.cpu_seconds == 3.0  # main-thread CPU clock over the same three steps
     assert measure.images_per_step == [4, 6, 8]
     assert measure.rate == pytest.approx(3.0)
     assert measure.peak_bytes is not None and measure.peak_bytes > 0
@@ -49,6 +50,15 @@ def test_stopwatch_refuses_a_short_run_and_no_warmup(bench):
         watch.measure()
     with pytest.raises(ValueError, match="warmup >= 1"):
         bench.Stopwatch(warmup=0, steps=3, device=torch.device("cpu"))
+
+
+def test_loader_timing_starts_a_new_epoch_when_the_loader_is_short(bench):
+    loader = [{"image": torch.zeros(n, 3, 2, 2)} for n in (1, 2, 3)]
+    timing, batches = bench.time_loader(loader, warmup=1, steps=4)
+    assert [len(b["image"]) for b in batches] == [1, 2, 3, 1, 2]
+    assert timing.images_per_step == [2, 3, 1, 2]
+    with pytest.raises(RuntimeError, match="only 0 steps ran"):
+        bench.time_loader([], warmup=1, steps=1)
 
 
 def measure(bench, images, seconds, peak=None):

@@ -94,11 +94,13 @@ COLUMNS = (
 # ---------------------------------------------------------------------------- measuring
 @dataclass
 class Mark:
-    """One stamp at the end of a step."""
+    """One stamp at the end of a step (``paused_*``: time excluded so far)."""
 
     wall: float
     cpu: float
     images: int
+    paused_wall: float = 0.0
+    paused_cpu: float = 0.0
 
 
 @dataclass
@@ -146,19 +148,40 @@ def count_images(batch: Any) -> int:
 class Stopwatch:
     """Stamps step ends; the timed window runs from the end of the last warm-up step.
 
+    Time between :meth:`pause` and :meth:`resume` is left out (the other side's step, when
+    the two loops are interleaved).
+
     Args:
         warmup: Steps before the window (at least 1: the first step pays for set-up).
         steps: Steps in the window; stamps after it are ignored.
         device: Where the work runs: CUDA is synchronised at the window's two ends only, and
             its peak memory counter reset at the start.
+        paused: Start paused (the clock runs from the first :meth:`resume`).
     """
 
-    def __init__(self, warmup: int, steps: int, device: torch.device) -> None:
+    def __init__(self, warmup: int, steps: int, device: torch.device, paused: bool = False) -> None:
         if warmup < 1 or steps < 1:
             raise ValueError(f"need warmup >= 1 and steps >= 1, got {warmup} and {steps}")
         self.warmup, self.steps, self.device = warmup, steps, device
         self.marks: list[Mark] = []
         self.peak: int | None = None
+        self._paused_wall = self._paused_cpu = 0.0
+        self._since: tuple[float, float] | None = None
+        if paused:
+            self.pause()
+
+    def pause(self) -> None:
+        """Stop the clock (until :meth:`resume`)."""
+        if self._since is None:
+            self._since = (time.perf_counter(), time.thread_time())
+
+    def resume(self) -> None:
+        """Start the clock again."""
+        if self._since is not None:
+            wall, cpu = self._since
+            self._paused_wall += time.perf_counter() - wall
+            self._paused_cpu += time.thread_time() - cpu
+            self._since = None
 
     @property
     def done(self) -> bool:
@@ -174,7 +197,9 @@ class Stopwatch:
         cuda = self.device.type == "cuda"
         if cuda and edge:
             torch.cuda.synchronize(self.device)
-        self.marks.append(Mark(time.perf_counter(), time.thread_time(), images))
+        mark = Mark(time.perf_counter(), time.thread_time(), images)
+        mark.paused_wall, mark.paused_cpu = self._paused_wall, self._paused_cpu
+        self.marks.append(mark)
         if index == self.warmup - 1:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self.device)
@@ -201,8 +226,8 @@ class Stopwatch:
         return Measure(
             steps=len(window),
             images=sum(m.images for m in window),
-            seconds=window[-1].wall - start.wall,
-            cpu_seconds=window[-1].cpu - start.cpu,
+            seconds=(window[-1].wall - start.wall) - (window[-1].paused_wall - start.paused_wall),
+            cpu_seconds=(window[-1].cpu - start.cpu) - (window[-1].paused_cpu - start.paused_cpu),
             peak_bytes=self.peak,
             images_per_step=[m.images for m in window],
         )
@@ -253,11 +278,16 @@ class StepTimer(Callback):
         device: torch.device,
         sync_steps: int = 0,
         set_sync_debug_mode: Callable[[str], None] | None = None,
+        plain_train: PlainTrain | None = None,
+        plain_evaluate: PlainEvaluate | None = None,
     ) -> None:
         super().__init__()
         self.warmup, self.steps, self.device = warmup, steps, device
         self.train = Stopwatch(warmup, steps, device)
         self.eval: dict[int, Stopwatch] = {}
+        self.plain_train, self.plain_evaluate = plain_train, plain_evaluate
+        self.plain_train_watch = Stopwatch(warmup, steps, device, paused=True)
+        self.plain_eval_watches: dict[int, Stopwatch] = {}
         self.sync_steps = sync_steps
         self.set_sync_debug_mode = set_sync_debug_mode or torch.cuda.set_sync_debug_mode
         self.syncs: Counter[str] = Counter()
@@ -268,8 +298,10 @@ class StepTimer(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, idx: int
     ) -> None:
-        """Stamp a training step; start or stop counting synchronisations after the window."""
+        """Stamp a training step (then run a plain one); count synchronisations after it."""
         self.train.stamp(count_images(batch))
+        if self.plain_train is not None and not self.plain_train_watch.done:
+            self.interleave(self.train, self.plain_train_watch, self.plain_train.step)
         self._seen += 1
         if not self.sync_steps:
             return
@@ -301,11 +333,31 @@ class StepTimer(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Stamp an evaluation step of dataloader ``dataloader_idx``."""
+        """Stamp an evaluation step of dataloader ``dataloader_idx`` (then run a plain one)."""
         watch = self.eval.setdefault(
             dataloader_idx, Stopwatch(self.warmup, self.steps, self.device)
         )
         watch.stamp(count_images(batch))
+        if self.plain_evaluate is not None:
+            plain = self.plain_eval_watches.setdefault(
+                dataloader_idx, Stopwatch(self.warmup, self.steps, self.device, paused=True)
+            )
+            if not plain.done:
+                loop = self.plain_evaluate
+                self.interleave(watch, plain, lambda i: loop.step(dataloader_idx, i))
+
+    @staticmethod
+    def interleave(framework: Stopwatch, plain: Stopwatch, step: Callable[[int], int]) -> None:
+        """Run the plain loop's next step with the framework's clock stopped, and vice versa.
+
+        Both loops then see the same machine, step by step: other jobs' load on a shared CPU
+        slows both alike instead of whichever happened to run during a burst.
+        """
+        framework.pause()
+        plain.resume()
+        plain.stamp(step(len(plain.marks)))
+        plain.pause()
+        framework.resume()
 
 
 # ---------------------------------------------------------------------------- building
@@ -433,6 +485,88 @@ def graded_index(batch: dict[str, Any], device: torch.device) -> dict[str, Tenso
 
 
 # ---------------------------------------------------------------------------- plain loops
+class PlainTrain:
+    """A plain training loop over a copy of ``task``'s network, one :meth:`step` at a time.
+
+    Per step and per source: the network's forward (the decoder skipped where the task skips
+    it), the task's ``segmentation_loss`` and ``grading_loss``, the sources' mean, the task's
+    weights, ``zero_grad``/``backward``/``step`` of AdamW with the task's parameter groups.
+    Batches are moved to the device beforehand and cycled.
+    """
+
+    def __init__(
+        self, task: MultiTaskDR, batches: Sequence[Any], device: torch.device, precision: str
+    ) -> None:
+        self.task = copy.deepcopy(task).to(device).train()
+        self.optimizer = self.task.configure_optimizers()["optimizer"]
+        self.autocast = precision_context(precision, device)
+        self.batches = [move_data_to_device(batch, device) for batch in batches]
+        self.graded = [graded_index(batch, device) for batch in self.batches]
+        self.device = device
+
+    def step(self, index: int) -> int:
+        """Train on batch ``index`` (cycled); return its number of images."""
+        task, hp = self.task, self.task.hparams
+        batch, graded = (
+            self.batches[index % len(self.batches)],
+            self.graded[index % len(self.batches)],
+        )
+        with self.autocast():
+            seg_losses, grade_losses = [], []
+            for name, part in split_sources(batch).items():
+                out = task.net(part["image"], lesions="mask" in part)
+                if "mask" in part:
+                    seg_losses.append(task.segmentation_loss(out["lesion_logits"], part["mask"]))
+                rows = graded[name]
+                if rows is not None:
+                    grade_losses.append(
+                        task.grading_loss(out["grade_logits"][rows], part["grade"][rows])
+                    )
+            loss = torch.zeros((), device=self.device)
+            if seg_losses:
+                loss = loss + hp.seg_weight * torch.stack(seg_losses).mean()
+            if grade_losses:
+                loss = loss + hp.grade_weight * torch.stack(grade_losses).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return count_images(batch)
+
+
+class PlainEvaluate:
+    """A plain evaluation loop over a copy of ``task``'s network, per source.
+
+    The same forward the task evaluates with: the whole image (lesion maps and grade), then
+    the lesion maps by sliding windows where the image exceeds ``eval_window``; sigmoid and
+    grade probabilities, under ``inference_mode``. No losses, no metrics.
+    """
+
+    def __init__(
+        self,
+        task: MultiTaskDR,
+        sources: Sequence[Sequence[Any]],
+        device: torch.device,
+        precision: str,
+    ) -> None:
+        self.task = copy.deepcopy(task).to(device).eval()
+        self.autocast = precision_context(precision, device)
+        self.sources = [[move_data_to_device(b, device) for b in batches] for batches in sources]
+
+    def step(self, source: int, index: int) -> int:
+        """Evaluate batch ``index`` (cycled) of ``source``; return its number of images."""
+        net, hp = self.task.net, self.task.hparams
+        batches = self.sources[source]
+        image = batches[index % len(batches)]["image"]
+        with torch.inference_mode(), self.autocast():
+            out = net(image)
+            logits = out["lesion_logits"]
+            if hp.eval_window is not None and max(image.shape[-2:]) > hp.eval_window:
+                logits = sliding_window(net.lesion_logits, image, hp.eval_window, hp.eval_overlap)
+            torch.sigmoid(logits)
+            grade_probabilities(out["grade_logits"], hp.grade_output)
+        return len(image)
+
+
 def plain_train(
     task: MultiTaskDR,
     batches: Sequence[Any],
@@ -441,46 +575,14 @@ def plain_train(
     device: torch.device,
     precision: str,
 ) -> Measure:
-    """Train a copy of ``task``'s network on ``batches`` (cycled) with the task's losses.
-
-    Per step and per source: the network's forward (the decoder skipped where the task skips
-    it), the task's ``segmentation_loss`` and ``grading_loss``, the sources' mean, the task's
-    weights, ``zero_grad``/``backward``/``step`` of AdamW with the task's parameter groups.
-    """
-    plain = copy.deepcopy(task).to(device).train()
-    net = plain.net
-    optimizer = plain.configure_optimizers()["optimizer"]
-    autocast = precision_context(precision, device)
-    hp = plain.hparams
-    on_device = [move_data_to_device(batch, device) for batch in batches]
-    graded = [graded_index(batch, device) for batch in on_device]
+    """Time :class:`PlainTrain` alone for ``warmup + steps`` steps."""
+    loop = PlainTrain(task, batches, device, precision)
     watch = Stopwatch(warmup, steps, device)
-    for step in range(warmup + steps):
-        batch, index = on_device[step % len(on_device)], graded[step % len(on_device)]
-        with autocast():
-            seg_losses, grade_losses = [], []
-            for name, part in split_sources(batch).items():
-                out = net(part["image"], lesions="mask" in part)
-                if "mask" in part:
-                    seg_losses.append(plain.segmentation_loss(out["lesion_logits"], part["mask"]))
-                rows = index[name]
-                if rows is not None:
-                    grade_losses.append(
-                        plain.grading_loss(out["grade_logits"][rows], part["grade"][rows])
-                    )
-            loss = torch.zeros((), device=device)
-            if seg_losses:
-                loss = loss + hp.seg_weight * torch.stack(seg_losses).mean()
-            if grade_losses:
-                loss = loss + hp.grade_weight * torch.stack(grade_losses).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        watch.stamp(count_images(batch))
-    result = watch.measure()
-    del plain, net, optimizer, on_device
+    for index in range(warmup + steps):
+        watch.stamp(loop.step(index))
+    del loop
     release(device)
-    return result
+    return watch.measure()
 
 
 def plain_evaluate(
@@ -491,35 +593,15 @@ def plain_evaluate(
     device: torch.device,
     precision: str,
 ) -> Measure:
-    """Run a copy of ``task``'s network over each source's evaluation batches.
-
-    The same forward the task evaluates with: the whole image (lesion maps and grade), then
-    the lesion maps by sliding windows where the image exceeds ``eval_window``; sigmoid and
-    grade probabilities. No losses, no metrics.
-    """
-    plain = copy.deepcopy(task).to(device).eval()
-    net = plain.net
-    hp = plain.hparams
-    autocast = precision_context(precision, device)
+    """Time :class:`PlainEvaluate` alone, ``warmup + steps`` batches per source."""
+    loop = PlainEvaluate(task, sources, device, precision)
     measures = []
-    for batches in sources:
-        on_device = [move_data_to_device(batch, device) for batch in batches]
+    for source in range(len(sources)):
         watch = Stopwatch(warmup, steps, device)
-        with torch.inference_mode():
-            for step in range(warmup + steps):
-                image = on_device[step % len(on_device)]["image"]
-                with autocast():
-                    out = net(image)
-                    logits = out["lesion_logits"]
-                    if hp.eval_window is not None and max(image.shape[-2:]) > hp.eval_window:
-                        logits = sliding_window(
-                            net.lesion_logits, image, hp.eval_window, hp.eval_overlap
-                        )
-                    torch.sigmoid(logits)
-                    grade_probabilities(out["grade_logits"], hp.grade_output)
-                watch.stamp(len(image))
+        for index in range(warmup + steps):
+            watch.stamp(loop.step(source, index))
         measures.append(watch.measure())
-    del plain, net
+    del loop
     release(device)
     return combine_measures(measures)
 
@@ -573,8 +655,13 @@ def train_phase(
     steps: int,
     device: torch.device,
     sync_steps: int = 0,
+    interleave: bool = False,
 ) -> TrainResult:
-    """Loader alone, plain loop, then the framework's ``fit``, all on one built config."""
+    """Loader alone, then the plain loop and the framework's ``fit``, on one built config.
+
+    With ``interleave`` the plain loop runs one step after each framework step, inside
+    ``fit`` (each side's clock stopped while the other runs); otherwise it runs first.
+    """
     overrides = {
         "max_steps": warmup + steps + sync_steps,
         "max_epochs": -1,  # only max_steps stops the run (-1: no epoch limit)
@@ -593,15 +680,27 @@ def train_phase(
         del train_loader
         gc.collect()  # this pass's loader workers end here, before the timed loops
         precision = str(trainer.precision)
-        plain = plain_train(task, batches, warmup, steps, device, precision)
+        if interleave:
+            timer = StepTimer(
+                warmup,
+                steps,
+                device,
+                sync_steps,
+                plain_train=PlainTrain(task, batches, device, precision),
+            )
+        else:
+            plain = plain_train(task, batches, warmup, steps, device, precision)
+            timer = StepTimer(warmup, steps, device, sync_steps)
         del batches
-        timer = StepTimer(warmup, steps, device, sync_steps)
         trainer.callbacks.append(timer)
         try:
             trainer.fit(task, datamodule=datamodule)
         finally:
             timer.stop_counting()
         framework = timer.train.measure()
+        if interleave:
+            plain = timer.plain_train_watch.measure()
+            timer.plain_train = None
     finally:
         finish_wandb_run()
     del cli
@@ -616,34 +715,41 @@ def eval_phase(
     steps: int,
     device: torch.device,
     keep_media: bool,
-    plain_too: bool,
-) -> tuple[Measure, Measure | None, Measure | None]:
-    """The framework's ``validate`` (and, with ``plain_too``, the loader and plain loop).
+    interleave: bool = False,
+) -> tuple[Measure, Measure, Measure]:
+    """Loaders alone, then the plain loop and the framework's ``validate``.
 
     Returns:
-        ``(framework, plain, loader)``; the last two are ``None`` without ``plain_too``.
+        ``(framework, plain, loader)``, each over every evaluation source.
     """
     overrides = {"limit_val_batches": warmup + steps, "num_sanity_val_steps": 0}
     cli = build(cli_args, work, overrides, keep_media=keep_media)
     try:
         datamodule, task, trainer = cli.datamodule, cli.model, cli.trainer
-        plain = loader = None
-        if plain_too:
-            datamodule.prepare_data()
-            datamodule.setup("fit")
-            val = datamodule.val_dataloader()
-            loaders = val if isinstance(val, list) else [val]
-            timed = [time_loader(each, warmup, steps) for each in loaders]
-            loader = combine_measures([measure for measure, _ in timed])
-            sources = [batches for _, batches in timed]
-            del val, loaders
-            gc.collect()
-            plain = plain_evaluate(task, sources, warmup, steps, device, str(trainer.precision))
-            del timed, sources
-        timer = StepTimer(warmup, steps, device)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        val = datamodule.val_dataloader()
+        loaders = val if isinstance(val, list) else [val]
+        timed = [time_loader(each, warmup, steps) for each in loaders]
+        loader = combine_measures([measure for measure, _ in timed])
+        sources = [batches for _, batches in timed]
+        del val, loaders, timed
+        gc.collect()
+        precision = str(trainer.precision)
+        if interleave:
+            evaluate = PlainEvaluate(task, sources, device, precision)
+            timer = StepTimer(warmup, steps, device, plain_evaluate=evaluate)
+        else:
+            plain = plain_evaluate(task, sources, warmup, steps, device, precision)
+            timer = StepTimer(warmup, steps, device)
+        del sources
         trainer.callbacks.append(timer)
         trainer.validate(task, datamodule=datamodule, verbose=False)
         framework = combine_measures([timer.eval[i].measure() for i in sorted(timer.eval)])
+        if interleave:
+            watches = timer.plain_eval_watches
+            plain = combine_measures([watches[i].measure() for i in sorted(watches)])
+            timer.plain_evaluate = None
     finally:
         finish_wandb_run()
     del cli
@@ -731,7 +837,11 @@ def run(args: argparse.Namespace, cli_args: list[str]) -> tuple[list[Row], str]:
     results = []
     for repeat in range(args.repeats):
         sync_steps = args.sync_steps if device.type == "cuda" and repeat == 0 else 0
-        results.append(train_phase(cli_args, work, args.warmup, args.steps, device, sync_steps))
+        results.append(
+            train_phase(
+                cli_args, work, args.warmup, args.steps, device, sync_steps, args.interleave
+            )
+        )
     rows = [
         Row(
             "train",
@@ -742,12 +852,14 @@ def run(args: argparse.Namespace, cli_args: list[str]) -> tuple[list[Row], str]:
     ]
     if args.eval_steps > 0:
         warm, steps = args.eval_warmup, args.eval_steps
-        metrics, plain, loader = eval_phase(cli_args, work, warm, steps, device, False, True)
-        assert plain is not None
-        rows.append(Row("eval (metrics)", metrics, plain, loader))
+        kinds = [("eval (metrics)", False)]
         if not args.no_media:
-            media, _, _ = eval_phase(cli_args, work, warm, steps, device, True, False)
-            rows.append(Row("eval (metrics + WandbMedia)", media, plain, None))
+            kinds.append(("eval (metrics + WandbMedia)", True))
+        for name, media in kinds:
+            framework, plain, loader = eval_phase(
+                cli_args, work, warm, steps, device, media, args.interleave
+            )
+            rows.append(Row(name, framework, plain, loader))
     return rows, report(args, cli_args, device, rows, results)
 
 
@@ -767,7 +879,8 @@ def report(
         f"config: {', '.join(Path(c).name for c in config)}; device {device.type}; "
         f"warm-up {args.warmup} + {args.steps} timed train steps, "
         f"{args.eval_warmup} + {args.eval_steps} eval steps per source; "
-        f"repeats {args.repeats} (median)",
+        f"repeats {args.repeats} (median); "
+        + ("plain and framework steps interleaved" if args.interleave else "one after the other"),
         f"machine: {machine_line(device)}",
         "",
         markdown_table(rows),
@@ -816,6 +929,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         help="CUDA: framework steps after the window whose host-device syncs are counted",
     )
     parser.add_argument("--no-media", action="store_true", help="skip the WandbMedia eval row")
+    parser.add_argument(
+        "--interleave",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="alternate plain and framework steps in one run (default: on CPU only; on CUDA "
+        "the two would share the device's queue)",
+    )
     parser.add_argument("--work", default=None, help="folder for logs/checkpoints (default: tmp)")
     parser.add_argument("--output", default=None, help="also write the report to this file")
     args, cli_args = parser.parse_known_args(argv)
@@ -823,6 +943,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
     args.steps = args.steps if args.steps is not None else (30 if cuda else 8)
     args.eval_steps = args.eval_steps if args.eval_steps is not None else 3
+    args.interleave = (not cuda) if args.interleave is None else args.interleave
     return args, cli_args
 
 

@@ -52,6 +52,29 @@ def test_stopwatch_refuses_a_short_run_and_no_warmup(bench):
         bench.Stopwatch(warmup=0, steps=3, device=torch.device("cpu"))
 
 
+def test_interleaved_steps_each_count_only_their_own_time(bench, monkeypatch):
+    # Framework steps take 1 s, plain steps 3 s, alternating on one clock.
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench.time, "thread_time", lambda: clock[0])
+    cpu = torch.device("cpu")
+    framework = bench.Stopwatch(1, 3, cpu)
+    plain = bench.Stopwatch(1, 3, cpu, paused=True)
+
+    def plain_step(index):
+        clock[0] += 3.0
+        return 5
+
+    for _ in range(4):
+        clock[0] += 1.0
+        framework.stamp(10)
+        bench.StepTimer.interleave(framework, plain, plain_step)
+    assert framework.measure().seconds == pytest.approx(3.0)  # 3 timed steps of 1 s
+    assert plain.measure().seconds == pytest.approx(9.0)  # 3 timed steps of 3 s
+    assert plain.measure().cpu_seconds == pytest.approx(9.0)
+    assert plain.measure().images_per_step == [5, 5, 5]
+
+
 def test_loader_timing_starts_a_new_epoch_when_the_loader_is_short(bench):
     loader = [{"image": torch.zeros(n, 3, 2, 2)} for n in (1, 2, 3)]
     timing, batches = bench.time_loader(loader, warmup=1, steps=4)
@@ -129,14 +152,15 @@ def test_sync_counting_tallies_warnings_after_the_window_by_line(bench):
     assert timer.train.measure().images_per_step == [3, 3]
 
 
-def test_tiny_run_measures_both_loops_on_the_same_batches(bench, synthetic_root, tmp_path):
+@pytest.mark.parametrize("order", ["--interleave", "--no-interleave"])  # CPU / CUDA default
+def test_tiny_run_measures_both_loops_on_the_same_batches(bench, synthetic_root, tmp_path, order):
     out = tmp_path / "out"
     config = tmp_path / "tiny.yaml"
     tiny = tiny_joint_config(synthetic_root, out, loggers=[wandb_logger(out)])
     config.write_text(yaml.safe_dump(tiny))
     work = tmp_path / "work"
     args, cli_args = bench.parse_args(
-        ["--warmup", "1", "--steps", "2", "--eval-steps", "1", "--work", str(work)]
+        ["--warmup", "1", "--steps", "2", "--eval-steps", "1", "--work", str(work), order]
         + ["--config", str(config), "--trainer.enable_progress_bar", "false"]
     )
     assert cli_args[:2] == ["--config", str(config)]
@@ -154,6 +178,8 @@ def test_tiny_run_measures_both_loops_on_the_same_batches(bench, synthetic_root,
     assert train.framework.seconds > 0 and train.plain.seconds > 0
     assert "| phase | steps x images | framework img/s |" in text
     assert "| train | 2 x 10 |" in text and "| eval (metrics + WandbMedia) |" in text
+    assert args.interleave == (order == "--interleave")
+    assert ("interleaved" in text) == args.interleave
     # The framework ran with the config's logger, redirected into the work folder.
     assert list((work / "logs" / "wandb").glob("offline-run-*"))
     assert not out.exists()
@@ -164,3 +190,4 @@ def test_defaults_pick_the_device_config_and_pass_unknown_arguments_on(bench):
     assert (args.warmup, args.steps) == (5, 30) and cli_args == ["--model.encoder", "resnet18"]
     assert bench.DEFAULT_CONFIGS["cuda"].name == "tjdr_retinamnist.yaml"
     assert isinstance(args, argparse.Namespace) and args.sync_steps == 3
+    assert not args.interleave and bench.parse_args([])[0].interleave  # CUDA: one after other

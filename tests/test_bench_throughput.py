@@ -119,6 +119,15 @@ def test_table_has_the_columns_and_the_ratio_of_measured_rates(bench):
     assert eval_cells[1] == "2 x 2-8" and eval_cells[4] == "0.500" and eval_cells[-1] == ""
 
 
+def test_repeats_report_the_repeat_with_the_median_ratio(bench):
+    def result(framework_seconds):
+        framework = measure(bench, [10], framework_seconds)
+        return bench.TrainResult(framework, measure(bench, [10], 1.0), framework, 5, {})
+
+    results = [result(2.0), result(1.0), result(1.25)]  # ratios 0.5, 1.0, 0.8
+    assert bench.median_result(results) is results[2]
+
+
 def test_plain_loop_precision_matches_lightning_or_refuses(bench):
     cpu = torch.device("cpu")
     with bench.precision_context("bf16-mixed", cpu)():

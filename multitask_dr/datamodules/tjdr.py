@@ -115,7 +115,7 @@ class TJDRDataModule(SeededDataModule):
         lesion_patch_share: float = 0.5,
         patches_per_image: int = 1,
         annotation: AnnotationFormat = "auto",
-        label_map: dict[str, str] | None = None,
+        label_map: dict[str, str | None] | None = None,
         rasterize: RasterizeRule = DEFAULT_RASTERIZE,
         strict: bool = False,
         crop_fov: bool = True,

@@ -260,7 +260,7 @@ class TJDRDataset(Dataset):
         annotation: AnnotationFormat = "auto",
         image_size: int | None = None,
         crop_fov: bool = True,
-        label_map: Mapping[str, str] | None = None,
+        label_map: Mapping[str, str | None] | None = None,
         strict: bool = False,
         names: Sequence[str] | None = None,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,

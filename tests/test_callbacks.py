@@ -3,7 +3,6 @@
 import sys
 import types
 
-import numpy as np
 import torch
 
 from multitask_dr.callbacks import WandbMedia, panel_figure, scored_lesions
@@ -49,7 +48,8 @@ def test_panel_overlays_only_annotated_lesions(monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Image=image))
     batch = ex_only_batch()
     media = WandbMedia(num_images=1)
-    media._add_to_panel(batch, torch.zeros(2, 4, 8, 8), torch.full((2, 5), 0.2), batch["mask"], None)
+    probs, grade_probs = torch.zeros(2, 4, 8, 8), torch.full((2, 5), 0.2)
+    media._add_to_panel(batch, probs, grade_probs, batch["mask"], None)
     item = media._panel[0]
     media._wandb_image(item)
     assert {k for k in captured["masks"] if k.startswith("true_")} == {"true_EX"}

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
-from lightning import LightningModule
+from lightning import Callback, LightningModule
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
@@ -45,6 +45,7 @@ from multitask_dr.models.heads import Combine, Conditioning
 from multitask_dr.models.inference import sliding_window
 from multitask_dr.models.network import MultiTaskNet
 from multitask_dr.models.ordinal import GradeOutput, grade_loss, grade_probabilities
+from multitask_dr.seeding import StepSeed
 from multitask_dr.tasks.metrics import BinnedAveragePrecision
 
 LossWeighting = Literal["fixed", "uncertainty"]
@@ -558,6 +559,10 @@ class MultiTaskDR(LightningModule):
     def on_test_epoch_end(self) -> None:
         """Log test metrics."""
         self.log_dict(self.compute_metrics("test"))
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Per-step seeding: a resumed ``fit`` draws the dropout and mixing of a straight one."""
+        return [StepSeed()]
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
@@ -40,6 +39,7 @@ from torchmetrics.classification import (
     MultilabelStatScores,
 )
 
+from multitask_dr.checkpoints import check_checkpoint
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS, NUM_GRADES, NUM_LESIONS
 from multitask_dr.models.heads import Combine, Conditioning
 from multitask_dr.models.inference import sliding_window
@@ -216,11 +216,10 @@ class MultiTaskDR(LightningModule):
         own weights strictly, and a checkpoint saved from it holds one model.
 
         Raises:
-            FileNotFoundError: When a member checkpoint does not exist.
+            CheckpointError: When a member checkpoint is missing or not a readable checkpoint.
         """
         for path in self.hparams.ensemble_checkpoints or []:
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"ensemble checkpoint {path} does not exist")
+            check_checkpoint(path, "ensemble checkpoint")
         self._members: list[MultiTaskDR] | None = None
 
     @property

@@ -49,22 +49,21 @@ def describe_error(error: BaseException) -> str:
         return "not an image file (unknown format or damaged header)"
     if isinstance(error, Image.DecompressionBombError):
         return f"too many pixels to decode safely ({error})"
-    text = str(error)
-    if isinstance(error, OSError) and error.filename is not None:
-        text = error.strerror or text
-    if "truncated" in text or isinstance(error, (EOFError, SyntaxError)):
-        return f"truncated or damaged file ({text or type(error).__name__})"
-    return text or type(error).__name__
+    if isinstance(error, OSError) and error.errno is not None:  # from the file system
+        return error.strerror or str(error)
+    # Anything a decoder raises on a file that opened ("image file is truncated", "broken
+    # data stream", "decoder error -2", ...) means its bytes are damaged.
+    return f"truncated or damaged file ({str(error) or type(error).__name__})"
 
 
 def _check_file(path: Path) -> None:
     # PIL's own messages for these cases are "cannot identify image file '<path>'" at best.
     if path.is_dir():
-        raise DataError("is a folder, not a file", path=path)
+        raise DataError("cannot read image: is a folder, not a file", path=path)
     if not path.exists():
-        raise DataError("file not found", path=path)
+        raise DataError("cannot read image: file not found", path=path)
     if path.stat().st_size == 0:
-        raise DataError("empty file (0 bytes)", path=path)
+        raise DataError("cannot read image: empty file (0 bytes)", path=path)
 
 
 @contextmanager

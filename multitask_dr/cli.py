@@ -95,7 +95,8 @@ def main(args: list[str] | None = None) -> int:
     except UserError as error:
         if debug:
             raise
-        print(f"multitask-dr: error: {error}", file=sys.stderr)
+        one_line = " ".join(str(error).split("\n"))  # a message from a library may wrap
+        print(f"multitask-dr: error: {one_line}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:
         if debug:

@@ -164,7 +164,13 @@ class MultiTaskCLI(LightningCLI):
         except UserError:
             raise
         except (ValueError, TypeError, MisconfigurationException) as error:
-            raise ConfigError(f"invalid configuration: {error}") from error
+            # jsonargparse wraps a constructor's error in a page about union subtypes; the
+            # constructor's own message, at the bottom of the chain, is the one to show.
+            cause = root_cause(error)
+            if isinstance(cause, UserError):
+                raise cause from error
+            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
+            raise ConfigError(f"invalid configuration: {reason}") from error
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; a stop by SIGTERM/SIGINT becomes :class:`Interrupted` (exit 143/130).
@@ -214,6 +220,13 @@ class MultiTaskCLI(LightningCLI):
         if kwargs.get("return_predictions") is None:
             kwargs["return_predictions"] = False
         return self.trainer.predict(**kwargs)
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The first exception of the chain that ``error`` was raised from."""
+    while (cause := error.__cause__ or error.__context__) is not None:
+        error = cause
+    return error
 
 
 def resume_checkpoint(trainer: Trainer) -> str | None:

@@ -1,29 +1,34 @@
-"""Benchmark: Labelme JSON -> shapely -> (H, W, 4) lesion mask -> max-pooled 1024² mask.
+"""Benchmark: Labelme JSON -> (H, W, 4) lesion mask, by each rule and by PIL or cv2 alone.
 
-Builds a synthetic fundus-sized Labelme file (2048², ~300 shapes: microaneurysm circles,
-haemorrhage / hard-exudate / soft-exudate polygons, some self-intersecting, two ignore regions)
-and times each step, comparing rasterizers against the pixel-centre reference
-(``shapely.contains_xy`` at pixel centres):
+One run times, side by side on the same parsed file:
 
-* ``scanline``: the project's rasterizer (:mod:`multitask_dr.datasets.rasterize`).
-* ``contains_xy``: the reference, per shape on its bounding box.
-* ``cv2.fillPoly``: one call per polygon (all its rings), coordinates shifted by -0.5 with
-  8 sub-pixel bits, one plane per channel, merged. It also paints every pixel an edge passes
-  through, so it does not obey the pixel-centre rule (see the "differs" column).
-* ``PIL.ImageDraw``: what Labelme's own converter uses; boundary-inclusive as well.
+* ``labelme`` rule (the default): :func:`multitask_dr.datasets.labelme.rasterize_annotation`,
+  Labelme's own PIL calls on row-cropped canvases;
+* ``pixel_centre`` rule: the same function with ``rasterize="pixel_centre"`` (vectorised numpy
+  scanline over the repaired shapely geometries);
+* PIL alone: Labelme's PIL calls on one full-size canvas per label, stacked into the mask;
+* cv2 alone: ``fillPoly`` + ``polylines``, ``circle``, ``rectangle`` on one plane per label,
+  merged (integer coordinates, so it does not quite follow Labelme's rounding);
+* Labelme's converter as Labelme runs it: one full-size canvas per shape (``shape_to_mask``),
+  the reference every "differ" count is taken against.
+
+Two inputs: a synthetic fundus-sized file (2048², 300 shapes: microaneurysm circles,
+haemorrhage / exudate / cotton-wool polygons, some self-intersecting, two ignore regions) and a
+real HEI-MED file from ``../shared/data/heimed_labelme`` (skipped when absent). Goals: the
+default rule <= 20 ms on the synthetic file and <= 1.5x PIL alone.
 
 Usage::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_rasterize.py [--repeat 15]
 
-Prints a Markdown table. Numbers are wall-clock on whatever machine runs it; the header states
-threads, CPU and load so results can be compared fairly.
+Prints Markdown tables; the header states threads, CPU and load so runs compare fairly.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -37,17 +42,19 @@ import cv2
 import numpy as np
 import PIL
 import shapely
-import shapely.affinity
 from PIL import Image, ImageDraw
-from shapely.geometry.base import BaseGeometry
 
-from multitask_dr.datasets.labelme import rasterize_annotation, read_labelme
-from multitask_dr.datasets.preprocess import resize_mask
+from multitask_dr.datasets.labelme import LabelmeAnnotation, rasterize_annotation, read_labelme
 from multitask_dr.datasets.problems import ProblemLog
-from multitask_dr.datasets.rasterize import IGNORE_CHANNEL, rasterize_geometry, rasterize_shapes
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS
 
-Shapes = list[tuple[int, BaseGeometry]]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HEIMED = REPO_ROOT.parent / "shared" / "data" / "heimed_labelme"
+#: HEI-MED's label names onto channels, so every shape is drawn (the choice is arbitrary).
+HEIMED_LABELS = {"exudate": "EX", "other bright lesion": "SE"}
+
+#: ``(channel or -1 for ignore, shape_type, points)`` straight from the JSON.
+RawShapes = list[tuple[int, str, list[list[float]]]]
 
 
 def synthetic_labelme(size: int, count: int, seed: int) -> dict[str, Any]:
@@ -95,119 +102,88 @@ def synthetic_labelme(size: int, count: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _rings_cv2(geometry: BaseGeometry, scale: int) -> list[np.ndarray]:
-    rings = shapely.get_rings(shapely.get_parts(geometry))
-    return [np.round((shapely.get_coordinates(r) - 0.5) * scale).astype(np.int32) for r in rings]
-
-
-def rasterize_cv2(shapes: Shapes, height: int, width: int, channels: int) -> np.ndarray:
-    """cv2.fillPoly, one call per polygon part so overlapping shapes do not cancel."""
-    shift = 8
-    planes = [np.zeros((height, width), np.uint8) for _ in range(channels)]
-    ignore = np.zeros((height, width), np.uint8)
-    for channel, geometry in shapes:
-        plane = ignore if channel == IGNORE_CHANNEL else planes[channel]
-        for part in shapely.get_parts(geometry):
-            cv2.fillPoly(plane, _rings_cv2(part, 1 << shift), 1, cv2.LINE_8, shift)
-    out = cv2.merge(planes)
-    out[ignore.astype(bool)] = IGNORE_INDEX
-    return out
-
-
-def rasterize_pil(shapes: Shapes, height: int, width: int, channels: int) -> np.ndarray:
-    """PIL ImageDraw.polygon as Labelme's converter uses it; holes cut on a scratch image."""
-    planes = [Image.new("L", (width, height)) for _ in range(channels + 1)]
-    draws = [ImageDraw.Draw(p) for p in planes]
-    for channel, geometry in shapes:
-        for part in shapely.get_parts(geometry):
-            exterior = [tuple(p) for p in shapely.get_coordinates(part.exterior) - 0.5]
-            if not part.interiors:
-                draws[channel].polygon(exterior, fill=1, outline=1)
-                continue
-            scratch = Image.new("L", (width, height))
-            scratch_draw = ImageDraw.Draw(scratch)
-            scratch_draw.polygon(exterior, fill=1, outline=1)
-            for hole in part.interiors:
-                scratch_draw.polygon(
-                    [tuple(p) for p in shapely.get_coordinates(hole) - 0.5], fill=0, outline=0
-                )
-            planes[channel].paste(1, mask=scratch)
-    arrays = [np.asarray(p) for p in planes]
-    out = np.stack(arrays[:channels], axis=2)
-    out[arrays[channels].astype(bool)] = IGNORE_INDEX  # index -1 is the last plane
-    return out
-
-
-def maxpool_reshape(mask: np.ndarray, size: int) -> np.ndarray:
-    """Same rule as ``preprocess.resize_mask`` for integer factors, by reshape + reductions."""
-    height, width, channels = mask.shape
-    fy, fx = height // size, width // size
-    blocks = mask.reshape(size, fy, size, fx, channels)
-    lesion = (blocks == 1).any(axis=(1, 3))
-    ignore = (blocks == IGNORE_INDEX).sum(axis=(1, 3)) * 2 > fy * fx
-    out = lesion.astype(np.uint8)
-    out[ignore & ~lesion] = IGNORE_INDEX
-    return out
-
-
-def maxpool_strided(mask: np.ndarray, size: int) -> np.ndarray:
-    """The same rule, looping over the f x f offsets of strided views (no 5-D reductions)."""
-    height, width, _ = mask.shape
-    fy, fx = height // size, width // size
-    lesion = np.zeros((size, size, mask.shape[2]), dtype=bool)
-    ignored = np.zeros(lesion.shape, dtype=np.uint8)
-    for dy in range(fy):
-        for dx in range(fx):
-            view = mask[dy::fy, dx::fx]
-            lesion |= view == 1
-            ignored += view == IGNORE_INDEX
-    out = lesion.astype(np.uint8)
-    out[(ignored.astype(np.int32) * 2 > fy * fx) & ~lesion] = IGNORE_INDEX
-    return out
-
-
-def surviving(geometries: list[BaseGeometry], small: np.ndarray, factor: int, channel: int) -> int:
-    """How many lesions still have a lesion pixel under them after downsampling by ``factor``."""
-    alive = 0
-    for geometry in geometries:
-        minx, miny, maxx, maxy = geometry.bounds
-        # Rasterize in a small window aligned to the factor: cheap and exact.
-        c0, r0 = int(minx) // factor * factor, int(miny) // factor * factor
-        window = (int(maxy) + 2 - r0, int(maxx) + 2 - c0)
-        local = rasterize_geometry(shapely.affinity.translate(geometry, -c0, -r0), *window)
-        rows, cols = np.nonzero(local)
-        alive += bool((small[(rows + r0) // factor, (cols + c0) // factor, channel] == 1).any())
-    return alive
-
-
-def resize_rows(
-    mask: np.ndarray,
-    out: int,
-    factor: int,
-    microaneurysms: list[BaseGeometry],
-    ma: int,
-    repeat: int,
-) -> list[tuple[str, str, float, float, str]]:
-    """Time each way of shrinking the mask to ``out``² and count microaneurysms that survive."""
-    resizers: list[tuple[str, Callable[[], np.ndarray]]] = [
-        ("preprocess.resize_mask (cv2 INTER_AREA > 0)", lambda: resize_mask(mask, out)),
-        ("reshape + any/sum (same output)", lambda: maxpool_reshape(mask, out)),
-        ("strided views, f x f loop (same output)", lambda: maxpool_strided(mask, out)),
+def raw_shapes(data: dict[str, Any], annotation: LabelmeAnnotation) -> RawShapes:
+    """The file's shapes with the channels the reader gave them (every shape was kept)."""
+    assert len(annotation.shapes) == len(data["shapes"])
+    return [
         (
-            "cv2 INTER_NEAREST (not max-pooling)",
-            lambda: cv2.resize(mask, (out, out), interpolation=cv2.INTER_NEAREST),
-        ),
+            -1 if shape.lesion is None else LESIONS.index(shape.lesion),
+            raw.get("shape_type") or "polygon",
+            raw["points"],
+        )
+        for shape, raw in zip(annotation.shapes, data["shapes"], strict=True)
     ]
-    pooled = resize_mask(mask, out)
-    rows = []
-    for name, fn in resizers:
-        small = fn()
-        if "same output" in name:
-            assert np.array_equal(small, pooled), name
-        alive = surviving(microaneurysms, small, factor, ma)
-        note = f"{alive}/{len(microaneurysms)} MAs keep a pixel"
-        rows.append((f"resize to {out}", name, *time_ms(fn, repeat), note))
-    return rows
+
+
+def draw_like_labelme(draw: ImageDraw.ImageDraw, shape_type: str, points: list[Any]) -> None:
+    """Labelme's ``shape_to_mask`` calls for one shape (line width 10, point radius 5)."""
+    xy = [tuple(p) for p in points]
+    if shape_type == "circle":
+        (cx, cy), (px, py) = xy
+        d = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
+        draw.ellipse([cx - d, cy - d, cx + d, cy + d], outline=1, fill=1)
+    elif shape_type == "rectangle":
+        (x0, y0), (x1, y1) = xy
+        box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        draw.rectangle(box, outline=1, fill=1)
+    elif shape_type == "line":
+        draw.line(xy, fill=1, width=10)
+    elif shape_type == "linestrip":
+        draw.line(xy, fill=1, width=10, joint="curve")
+    elif shape_type == "point":
+        (cx, cy), r = xy[0], 5
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
+    else:
+        draw.polygon(xy, outline=1, fill=1)
+
+
+def _assemble(planes: list[np.ndarray], ignore: np.ndarray | None) -> np.ndarray:
+    out = np.stack(planes, axis=2)
+    if ignore is not None:
+        out[ignore.astype(bool)] = IGNORE_INDEX
+    return out
+
+
+def labelme_per_shape(shapes: RawShapes, height: int, width: int) -> np.ndarray:
+    """Labelme's converter as it runs: a full-size canvas per shape, ORed per label."""
+    planes = [np.zeros((height, width), bool) for _ in range(len(LESIONS) + 1)]
+    for channel, shape_type, points in shapes:
+        canvas = Image.fromarray(np.zeros((height, width), dtype=np.uint8))
+        draw_like_labelme(ImageDraw.Draw(canvas), shape_type, points)
+        planes[channel] |= np.array(canvas, dtype=bool)  # channel -1 is the last plane
+    return _assemble([p.astype(np.uint8) for p in planes[:-1]], planes[-1])
+
+
+def pil_alone(shapes: RawShapes, height: int, width: int) -> np.ndarray:
+    """The same PIL calls on one full-size canvas per label."""
+    canvases = [Image.new("L", (width, height)) for _ in range(len(LESIONS) + 1)]
+    draws = [ImageDraw.Draw(c) for c in canvases]
+    for channel, shape_type, points in shapes:
+        draw_like_labelme(draws[channel], shape_type, points)
+    arrays = [np.asarray(c) for c in canvases]
+    has_ignore = any(channel == -1 for channel, _, _ in shapes)
+    return _assemble(arrays[:-1], arrays[-1] if has_ignore else None)
+
+
+def cv2_alone(shapes: RawShapes, height: int, width: int) -> np.ndarray:
+    """cv2 on integer coordinates, boundary included, one call per shape (no cancelling)."""
+    planes = [np.zeros((height, width), np.uint8) for _ in range(len(LESIONS) + 1)]
+    for channel, shape_type, points in shapes:
+        plane = planes[channel]
+        xy = np.trunc(np.asarray(points, dtype=np.float64)).astype(np.int32)
+        if shape_type in ("circle", "point"):
+            (cx, cy), rim = points[0], points[1] if shape_type == "circle" else None
+            radius = 5.0 if rim is None else math.hypot(rim[0] - cx, rim[1] - cy)
+            cv2.circle(plane, (round(cx), round(cy)), round(radius), 1, -1)
+        elif shape_type == "rectangle":
+            cv2.rectangle(plane, tuple(xy.min(axis=0)), tuple(xy.max(axis=0)), 1, -1)
+        elif shape_type in ("line", "linestrip"):
+            cv2.polylines(plane, [xy], False, 1, thickness=10)
+        else:
+            cv2.fillPoly(plane, [xy], 1)
+            cv2.polylines(plane, [xy], True, 1)
+    has_ignore = any(channel == -1 for channel, _, _ in shapes)
+    return _assemble(planes[:-1], planes[-1] if has_ignore else None)
 
 
 def time_ms(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -221,13 +197,6 @@ def time_ms(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
     return statistics.median(runs), min(runs)
 
 
-def components(mask: np.ndarray, channel: int) -> int:
-    """Connected lesion blobs in one channel (8-connectivity), background excluded."""
-    return (
-        cv2.connectedComponents((mask[..., channel] == 1).astype(np.uint8), connectivity=8)[0] - 1
-    )
-
-
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -238,83 +207,85 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def compare(
+    title: str, data: dict[str, Any], path: Path, label_map: dict[str, str] | None, repeat: int
+) -> None:
+    """Print one table: every rasterizer on the file at ``path`` (its JSON is ``data``)."""
+    kwargs = {} if label_map is None else {"label_map": label_map}
+    annotation = read_labelme(path, problems=ProblemLog(strict=True), **kwargs)
+    assert annotation is not None and annotation.height and annotation.width
+    height, width = annotation.height, annotation.width
+    shapes = raw_shapes(data, annotation)
+    reference = labelme_per_shape(shapes, height, width)
+    labelled = int((reference != 0).any(axis=2).sum())
+    candidates: list[tuple[str, Callable[[], np.ndarray], int]] = [
+        ("labelme rule (default)", lambda: rasterize_annotation(annotation), repeat),
+        (
+            "pixel_centre rule",
+            lambda: rasterize_annotation(annotation, rasterize="pixel_centre"),
+            repeat,
+        ),
+        ("PIL alone, a canvas per label", lambda: pil_alone(shapes, height, width), repeat),
+        ("cv2 alone, a plane per label", lambda: cv2_alone(shapes, height, width), repeat),
+        (
+            "Labelme's converter, a canvas per shape",
+            lambda: labelme_per_shape(shapes, height, width),
+            max(3, repeat // 5),  # the slow one
+        ),
+    ]
+    results = []
+    for name, fn, runs in candidates:
+        differs = int((fn() != reference).any(axis=2).sum())
+        results.append((name, *time_ms(fn, runs), differs))
+    pil_median = next(median for name, median, *_ in results if name.startswith("PIL alone"))
+    repaired = sum(
+        len(s["points"]) > 2 and not shapely.Polygon(s["points"]).is_valid
+        for s in data["shapes"]
+        if (s.get("shape_type") or "polygon") == "polygon"
+    )
+    print(
+        f"\n{title}: {width}x{height}, {len(shapes)} shapes "
+        f"({repaired} self-intersecting polygons), {labelled} labelled px.\n"
+    )
+    print("| rasterizer | median ms | min ms | x PIL alone | px differing from Labelme |")
+    print("|---|---:|---:|---:|---|")
+    for name, median, best, differs in results:
+        share = f"{differs} ({100 * differs / max(labelled, 1):.2f} %)"
+        print(f"| {name} | {median:.1f} | {best:.1f} | {median / pil_median:.2f} | {share} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--shapes", type=int, default=300)
-    parser.add_argument("--out-sizes", type=int, nargs="+", default=[1024, 512])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heimed", default="00000800.json", help="HEI-MED file (227 shapes)")
     args = parser.parse_args()
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or (os.cpu_count() or 1)
     cv2.setNumThreads(threads)  # cv2 has its own pool; hold it to the same count
-    size, repeat = args.size, args.repeat
-    data = synthetic_labelme(size, args.shapes, args.seed)
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "synthetic.json"
-        path.write_text(json.dumps(data))
-        text = path.read_text()
-        annotation = read_labelme(path, problems=ProblemLog(strict=True))
-        assert annotation is not None and len(annotation.shapes) == len(data["shapes"])
-        rows: list[tuple[str, str, float, float, str]] = []
-        rows.append(("parse", "json.loads", *time_ms(lambda: json.loads(text), repeat), ""))
-        rows.append(
-            (
-                "parse",
-                "read_labelme (json + shapely + make_valid)",
-                *time_ms(lambda: read_labelme(path, problems=ProblemLog(strict=True)), repeat),
-                "",
-            )
-        )
-
-    shapes: Shapes = [
-        (IGNORE_CHANNEL if s.lesion is None else LESIONS.index(s.lesion), s.geometry)
-        for s in annotation.shapes
-    ]
-    channels = len(LESIONS)
-    reference = rasterize_shapes(shapes, size, size, channels, method="contains")
-    labelled = int((reference != 0).any(axis=2).sum())
-    candidates: list[tuple[str, Callable[[], np.ndarray]]] = [
-        ("scanline: rasterize_annotation (ours)", lambda: rasterize_annotation(annotation)),
-        (
-            "contains_xy per shape bbox (reference)",
-            lambda: rasterize_shapes(shapes, size, size, channels, method="contains"),
-        ),
-        ("cv2.fillPoly per polygon, shift=8", lambda: rasterize_cv2(shapes, size, size, channels)),
-        ("PIL ImageDraw.polygon", lambda: rasterize_pil(shapes, size, size, channels)),
-    ]
-    for name, fn in candidates:
-        differs = int((fn() != reference).any(axis=2).sum())
-        note = f"{differs} of {labelled} labelled px differ ({100 * differs / labelled:.2f} %)"
-        runs = max(3, repeat // 3) if "contains" in name else repeat  # the slow one
-        rows.append(("rasterize", name, *time_ms(fn, runs), note))
-
-    mask = rasterize_annotation(annotation)
-    ma = LESIONS.index("MA")
-    microaneurysms = [s.geometry for s in annotation.shapes if s.lesion == "MA"]
-    for out in args.out_sizes:
-        rows += resize_rows(mask, out, size // out, microaneurysms, ma, repeat)
-
-    polygons = [s["points"] for s in data["shapes"] if s["shape_type"] == "polygon"]
-    repaired = sum(not shapely.Polygon(points).is_valid for points in polygons)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"Synthetic Labelme file: {size}x{size}, {len(data['shapes'])} shapes "
-        f"({sum(s['shape_type'] == 'circle' for s in data['shapes'])} MA circles, "
-        f"{repaired} self-intersecting polygons repaired by make_valid), "
-        f"{labelled} labelled pixels.\n"
         f"Machine: {cpu_name()}, {os.cpu_count()} cores (shared), load average {load:.2f}; "
         f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"cv2 {cv2.getNumThreads()}. Python {platform.python_version()}, numpy {np.__version__}, "
         f"shapely {shapely.__version__}, cv2 {cv2.__version__}, Pillow {PIL.__version__}. "
-        f"Median and min of {repeat} runs after a warm-up (contains_xy: fewer).\n"
+        f"Median and min of {args.repeat} runs after a warm-up (Labelme's converter: fewer)."
     )
-    print("| step | implementation | median ms | min ms | notes |")
-    print("|---|---|---:|---:|---|")
-    for step, name, median, best, note in rows:
-        print(f"| {step} | {name} | {median:.1f} | {best:.1f} | {note} |")
+
+    data = synthetic_labelme(args.size, args.shapes, args.seed)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "synthetic.json"
+        path.write_text(json.dumps(data))
+        compare("Synthetic Labelme file", data, path, None, args.repeat)
+
+    real = HEIMED / args.heimed
+    if not real.is_file():
+        print(f"\nHEI-MED file {real} not found: real-file table skipped.")
+        return
+    data = json.loads(real.read_text())
+    compare(f"HEI-MED {args.heimed}", data, real, HEIMED_LABELS, args.repeat)
 
 
 if __name__ == "__main__":

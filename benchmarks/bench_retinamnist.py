@@ -67,6 +67,20 @@ def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` on ``base`` as LightningCLI reads ``--config base --config overlay``.
+
+    Mappings merge key by key; anything else (lists included) is replaced.
+    """
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 def model_checkpoints(config: dict[str, Any]) -> list[dict[str, Any]]:
     """The config's ``ModelCheckpoint`` entries (the best one and the per-epoch ``last``)."""
     callbacks = config["trainer"].get("callbacks", [])
@@ -221,10 +235,12 @@ def mean_std(values: list[float]) -> str:
 def report(results: list[dict[str, Any]], args: argparse.Namespace, config: dict[str, Any]) -> None:
     """Print the per-seed table and the comparison with the published rows."""
     model, data = config["model"], config["data"]["init_args"]
+    start = f"from {model['encoder_weights']}" if model.get("encoder_weights") else "from scratch"
+    configs = " + ".join(path.name for path in args.config)
     print(
         f"\nmachine: {platform.machine()} ({platform.processor() or 'cpu'}), "
         f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}; config "
-        f"{args.config.name} {' '.join(args.set)}; {model.get('encoder')} from scratch, "
+        f"{configs} {' '.join(args.set)}; {model.get('encoder')} {start}, "
         f"{data.get('size')} px read, {data.get('image_size')} px fed; seeds {args.seeds}\n"
     )
     print(
@@ -256,7 +272,13 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, config: dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "retinamnist.yaml")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        help="config file; repeat to put overlays on a base, as the CLI does "
+        "(default: configs/retinamnist.yaml)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--val-only", action="store_true", help="never touch the test split")
@@ -277,7 +299,10 @@ def main() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*sys.argv.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
-    base = yaml.safe_load(args.config.read_text())
+    args.config = args.config or [REPO / "configs" / "retinamnist.yaml"]
+    base: dict[str, Any] = {}
+    for path in args.config:
+        base = merge(base, yaml.safe_load(path.read_text()))
     os.chdir(REPO)  # the config's data root is relative to the repository
 
     results = []

@@ -36,6 +36,14 @@ NUM_GRADES: Final[int] = len(GRADE_NAMES)
 #: Index of each lesion in a TJDR release palette PNG (0 is background).
 RELEASE_INDEX: Final[dict[str, int]] = {"EX": 1, "HE": 2, "MA": 3, "SE": 4}
 
+#: Which lesion a single-index mask (a release palette PNG) keeps where lesions overlap: the
+#: first one listed. Smallest lesions first, so an overlap costs the larger lesion a few
+#: pixels instead of erasing the smaller one (a microaneurysm on a haemorrhage, an exudate in a
+#: cotton-wool spot). The per-lesion masks the project trains on keep every lesion; only the
+#: writers of one-index-per-pixel files apply this rule
+#: (:func:`multitask_dr.datasets.tjdr.channels_to_release_mask`).
+RELEASE_PRIORITY: Final[tuple[str, ...]] = ("MA", "EX", "HE", "SE")
+
 #: Release palette index -> project channel (``-1`` for background).
 RELEASE_INDEX_TO_CHANNEL: Final[dict[int, int]] = {0: -1} | {
     index: LESIONS.index(name) for name, index in RELEASE_INDEX.items()

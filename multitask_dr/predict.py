@@ -6,7 +6,8 @@
 - ``<name>_lesions.png``: a palette PNG at the original image's size in the TJDR release
   encoding (``0`` background, ``1`` EX, ``2`` HE, ``3`` MA, ``4`` SE,
   :data:`~multitask_dr.lesions.RELEASE_PALETTE`); where predicted lesions overlap, the pixel
-  takes the most probable lesion;
+  takes the first of :data:`~multitask_dr.lesions.RELEASE_PRIORITY`, as every one-index
+  file the project writes;
 - ``<name>_overlay.png``: the photograph with the lesions filled and outlined in
   :data:`OVERLAY_COLOURS`;
 - ``<name>.json``: grade, grade probabilities, expected grade and, per lesion, area, count,
@@ -51,7 +52,8 @@ from multitask_dr.datasets.folder import restore_geometry
 from multitask_dr.datasets.images import read_image
 from multitask_dr.datasets.preprocess import FOV_THRESHOLD
 from multitask_dr.datasets.problems import DataError
-from multitask_dr.lesions import GRADE_NAMES, LESIONS, RELEASE_INDEX, RELEASE_PALETTE
+from multitask_dr.datasets.tjdr import channels_to_release_mask, release_palette_image
+from multitask_dr.lesions import GRADE_NAMES, LESIONS, RELEASE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +86,8 @@ def lesion_statistics(binary: np.ndarray, probs: np.ndarray) -> dict[str, dict[s
 
 
 def release_index_mask(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """``(H, W)`` uint8 TJDR release indices: the most probable lesion above ``threshold``."""
-    release = np.array([RELEASE_INDEX[lesion] for lesion in LESIONS], dtype=np.uint8)
-    best = probs.argmax(axis=0)
-    return np.where(probs.max(axis=0) > threshold, release[best], 0).astype(np.uint8)
-
-
-def palette_image(index_mask: np.ndarray) -> Image.Image:
-    """A palette PNG image in the TJDR release colours."""
-    image = Image.fromarray(index_mask, mode="P")
-    flat = [v for colour in RELEASE_PALETTE for v in colour]
-    image.putpalette(flat + [0] * (768 - len(flat)))
-    return image
+    """``(H, W)`` uint8 TJDR release indices of the ``(L, H, W)`` maps above ``threshold``."""
+    return channels_to_release_mask(np.moveaxis(probs > threshold, 0, -1))
 
 
 def overlay(
@@ -290,7 +282,7 @@ class PredictionWriter(BasePredictionWriter):
         index = release_index_mask(probs, self.threshold)
         stats = lesion_statistics(probs > self.threshold, probs)
         files = {"mask": f"{name}_lesions.png", "overlay": f"{name}_overlay.png"}
-        palette_image(index).save(self.out / files["mask"])
+        release_palette_image(index).save(self.out / files["mask"])
         Image.fromarray(overlay(image, index, self.overlay_alpha, self.overlay_max_side)).save(
             self.out / files["overlay"]
         )

@@ -12,6 +12,6 @@ fi
 # Reinstall only when the dependency list changed since the last install.
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+  "$VENV/bin/python" -m pip install --quiet -e ".[pretrained,dev]"
   touch "$stamp"
 fi

@@ -167,18 +167,19 @@ def test_predict_writes_masks_overlays_reports_and_summary(fitted, synthetic_roo
         index = np.asarray(mask)
         for lesion in LESIONS:
             entry = report["lesions"][lesion]
-            # Areas count each lesion on its own; the mask shows the most probable of overlaps.
+            # Areas count each lesion on its own; the mask shows one lesion of overlaps.
             assert entry["area_px"] >= int((index == RELEASE_INDEX[lesion]).sum())
             assert entry["logit_contribution"] is not None
             assert entry["grade_effect"] is not None  # ablation through multitask_dr.attribution
 
 
-def test_release_mask_takes_the_most_probable_lesion_where_lesions_overlap():
-    probs = np.zeros((4, 1, 3), dtype=np.float32)
-    probs[LESIONS.index("HE"), 0] = [0.9, 0.6, 0.2]
-    probs[LESIONS.index("EX"), 0] = [0.7, 0.8, 0.3]
+def test_release_mask_applies_the_release_priority_where_lesions_overlap():
+    # The same rule as every one-index file: EX before HE however probable each is.
+    probs = np.zeros((4, 1, 4), dtype=np.float32)
+    probs[LESIONS.index("HE"), 0] = [0.9, 0.6, 0.2, 0.7]
+    probs[LESIONS.index("EX"), 0] = [0.7, 0.8, 0.3, 0.1]
     index = release_index_mask(probs, 0.5)
-    assert index[0].tolist() == [RELEASE_INDEX["HE"], RELEASE_INDEX["EX"], 0]
+    assert index[0].tolist() == [RELEASE_INDEX["EX"], RELEASE_INDEX["EX"], 0, RELEASE_INDEX["HE"]]
 
 
 def test_restore_geometry_inverts_crop_pad_and_resize():

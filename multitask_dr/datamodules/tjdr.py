@@ -19,6 +19,7 @@ from multitask_dr.datamodules.transforms import (
     channel_stats,
 )
 from multitask_dr.datasets.problems import DataError
+from multitask_dr.datasets.rasterize import DEFAULT_RASTERIZE, RasterizeRule, check_rule
 from multitask_dr.datasets.tjdr import AnnotationFormat, TJDRDataset
 from multitask_dr.lesions import LESIONS
 
@@ -86,6 +87,9 @@ class TJDRDataModule(SeededDataModule):
         annotation: ``auto`` (PNG when present, else Labelme JSON), ``png`` or ``labelme``.
         label_map: Labelme label -> lesion (``MA``/``HE``/``EX``/``SE``) table; ``None`` uses
             the built-in table of common spellings.
+        rasterize: How Labelme JSON becomes masks: ``labelme`` (default: the masks Labelme's
+            own converter makes, as TJDR's release PNGs were) or ``pixel_centre``
+            (area-unbiased); see :mod:`multitask_dr.datasets.rasterize`.
         strict: Raise on the first bad file instead of reporting and skipping it.
         crop_fov: Crop to the retina's bounding square before resizing.
         val_fraction: Share of ``train`` held out for validation, stratified by lesion presence.
@@ -112,6 +116,7 @@ class TJDRDataModule(SeededDataModule):
         patches_per_image: int = 1,
         annotation: AnnotationFormat = "auto",
         label_map: dict[str, str] | None = None,
+        rasterize: RasterizeRule = DEFAULT_RASTERIZE,
         strict: bool = False,
         crop_fov: bool = True,
         val_fraction: float = 0.2,
@@ -136,6 +141,7 @@ class TJDRDataModule(SeededDataModule):
         self.patches_per_image = patches_per_image
         self.annotation: AnnotationFormat = annotation
         self.label_map = label_map
+        self.rasterize: RasterizeRule = check_rule(rasterize)
         self.strict = strict
         self.crop_fov = crop_fov
         self.val_fraction = val_fraction
@@ -170,6 +176,7 @@ class TJDRDataModule(SeededDataModule):
             strict=self.strict,
             names=names,
             cache_dir=self.cache_dir,
+            rasterize=self.rasterize,
         )
 
     def transform(self, train: bool) -> SampleTransform:

@@ -23,8 +23,12 @@ How each ``shape_type`` becomes an area (pixel coordinates, ``x`` = column):
   pixel-centre rule gives back exactly the patch's pixels.
 
 Discs are polygons with the true circle's area (see :func:`~.rasterize.disc`). Geometries are
-clipped to the image when its size is known. Rasterizing follows the pixel-centre rule of
-:mod:`multitask_dr.datasets.rasterize`.
+clipped to the image when its size is known. These geometries are what the ``pixel_centre`` rule
+rasterizes and what validation, clipping and repair work on; the default ``labelme`` rule draws
+each shape's points as the file has them, exactly as Labelme's converter does (see
+:mod:`multitask_dr.datasets.rasterize` for both rules and what each counts as inside). Shapes
+without area (collinear points, a zero radius) are reported and dropped under both rules,
+although Labelme would paint their outline.
 
 Bad input goes through a :class:`~multitask_dr.datasets.problems.ProblemLog`: strict mode
 raises :class:`~multitask_dr.datasets.problems.DataError` naming the file and the shape index;
@@ -54,10 +58,15 @@ from shapely.geometry.base import BaseGeometry
 from multitask_dr.datasets.images import decode_image, to_rgb
 from multitask_dr.datasets.problems import DataError, ProblemLog
 from multitask_dr.datasets.rasterize import (
+    DEFAULT_RASTERIZE,
     IGNORE_CHANNEL,
+    LabelmeDrawing,
+    RasterizeRule,
+    check_rule,
     disc,
     disc_quad_segs,
     make_polygonal,
+    rasterize_labelme,
     rasterize_shapes,
 )
 from multitask_dr.lesions import DEFAULT_LABEL_MAP, IGNORE_LABELS, LESIONS, NUM_LESIONS
@@ -112,6 +121,9 @@ class LabelmeShape:
         shape_type: Labelme's ``shape_type`` (``"polygon"`` when the file has none).
         group_id: Labelme's instance group, if any.
         index: Position of the shape in the file's ``shapes`` list (for messages).
+        points: ``(N, 2)`` float coordinates exactly as in the file (not clipped or repaired):
+            what the ``labelme`` rule draws.
+        patch: For ``mask`` shapes the decoded boolean patch, else ``None``.
     """
 
     label: str
@@ -120,6 +132,8 @@ class LabelmeShape:
     shape_type: str
     group_id: int | None = None
     index: int = -1
+    points: np.ndarray = field(default_factory=lambda: np.empty((0, 2)), compare=False)
+    patch: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,8 @@ class LabelmeAnnotation:
         shapes: The usable shapes, in file order (bad ones were reported and dropped).
         flags: Image-level flags (Labelme's classification labels).
         version: Labelme version that wrote the file (``None`` for 2018 files).
+        point_radius: Radius ``point`` shapes were read with (both rules draw it).
+        line_width: Width ``line``/``linestrip`` shapes were read with (both rules draw it).
     """
 
     path: Path
@@ -146,6 +162,8 @@ class LabelmeAnnotation:
     shapes: tuple[LabelmeShape, ...]
     flags: dict[str, bool] = field(default_factory=dict)
     version: str | None = None
+    point_radius: float = 5.0
+    line_width: float = 10.0
 
 
 class _ShapeError(Exception):
@@ -196,7 +214,8 @@ def read_labelme(
             whitespace. ``__ignore__`` always means an ignore region.
         problems: Where bad input is reported (strict mode raises on the first).
         point_radius: Radius in pixels of the disc a ``point`` shape covers.
-        line_width: Width in pixels of the band a ``line``/``linestrip`` covers.
+        line_width: Width in pixels of the band a ``line``/``linestrip`` covers (a whole
+            number for the ``labelme`` rule, which draws with PIL).
 
     Returns:
         The annotation, or ``None`` when the whole file is unusable (lenient mode).
@@ -250,19 +269,28 @@ def read_labelme(
         shapes=tuple(shapes),
         flags={str(k): bool(v) for k, v in flags.items()} if isinstance(flags, dict) else {},
         version=version if isinstance(version, str) else None,
+        point_radius=point_radius,
+        line_width=line_width,
     )
 
 
 def rasterize_annotation(
-    annotation: LabelmeAnnotation, height: int | None = None, width: int | None = None
+    annotation: LabelmeAnnotation,
+    height: int | None = None,
+    width: int | None = None,
+    *,
+    rasterize: RasterizeRule = DEFAULT_RASTERIZE,
 ) -> np.ndarray:
-    """Rasterize an annotation into a lesion mask with the pixel-centre rule.
+    """Rasterize an annotation into a lesion mask.
 
     Args:
         annotation: From :func:`read_labelme`.
         height: Image height; needed when the annotation does not know its size, and must
             match it when it does.
         width: Image width, likewise.
+        rasterize: ``labelme`` (default: Labelme's own converter, pixel for pixel) or
+            ``pixel_centre`` (area-unbiased, on the repaired geometries); see
+            :mod:`multitask_dr.datasets.rasterize`.
 
     Returns:
         ``(H, W, 4)`` uint8 mask in :data:`~multitask_dr.lesions.LESIONS` channel order, 0/1,
@@ -271,8 +299,9 @@ def rasterize_annotation(
 
     Raises:
         DataError: If the size is unknown or disagrees with the annotation's.
-        ValueError: If only one of ``height``/``width`` is given.
+        ValueError: If only one of ``height``/``width`` is given, or on an unknown rule.
     """
+    check_rule(rasterize)
     if (height is None) != (width is None):
         raise ValueError("pass both height and width, or neither")
     known = annotation.height is not None and annotation.width is not None
@@ -291,10 +320,24 @@ def rasterize_annotation(
             )
         height, width = annotation.height, annotation.width
     assert height is not None and width is not None  # narrowed above, for the type checker
-    pairs = [
-        (IGNORE_CHANNEL if shape.lesion is None else LESIONS.index(shape.lesion), shape.geometry)
+    channels = [
+        IGNORE_CHANNEL if shape.lesion is None else LESIONS.index(shape.lesion)
         for shape in annotation.shapes
     ]
+    if rasterize == "labelme":
+        drawings = [
+            LabelmeDrawing(channel, shape.shape_type, shape.points, shape.patch)
+            for channel, shape in zip(channels, annotation.shapes, strict=True)
+        ]
+        return rasterize_labelme(
+            drawings,
+            height,
+            width,
+            NUM_LESIONS,
+            point_size=annotation.point_radius,
+            line_width=annotation.line_width,
+        )
+    pairs = [(c, shape.geometry) for c, shape in zip(channels, annotation.shapes, strict=True)]
     # read_labelme already made every geometry valid and polygonal.
     return rasterize_shapes(pairs, height, width, NUM_LESIONS, validate=False)
 
@@ -529,7 +572,8 @@ def _parse_shape(
         wanted = f"{low}" if low == high else f"at least {low}" if high is None else f"{low}-{high}"
         raise _ShapeError(f"{where}: needs {wanted} point(s), got {len(points)}")
 
-    geometry = _geometry(raw, shape_type, points, point_radius, line_width, where)
+    patch = _decode_patch(raw.get("mask"), where) if shape_type == "mask" else None
+    geometry = _geometry(shape_type, points, patch, point_radius, line_width, where)
     if geometry.is_empty or geometry.area <= 0:
         raise _ShapeError(f"{where}: degenerate shape with zero area (collinear/repeated points)")
     if height is not None and width is not None:
@@ -543,6 +587,8 @@ def _parse_shape(
         shape_type=shape_type,
         group_id=group_id if isinstance(group_id, int) and not isinstance(group_id, bool) else None,
         index=index,
+        points=points,
+        patch=patch,
     )
 
 
@@ -561,9 +607,9 @@ def _parse_points(value: Any, where: str) -> np.ndarray:
 
 
 def _geometry(
-    raw: dict[str, Any],
     shape_type: str,
     points: np.ndarray,
+    patch: np.ndarray | None,
     point_radius: float,
     line_width: float,
     where: str,
@@ -572,6 +618,8 @@ def _geometry(
         polygon = Polygon(points)
         repaired = make_polygonal(polygon)
         if repaired is not polygon:
+            # Only the pixel_centre rule rasterizes the repair; the labelme rule draws the
+            # outline as annotated, as Labelme does.
             log.debug("%s: repaired an invalid polygon with make_valid", where)
         return repaired
     if shape_type == "rectangle":
@@ -587,10 +635,11 @@ def _geometry(
         return LineString(points).buffer(
             half, quad_segs=disc_quad_segs(half), cap_style="flat", join_style="round"
         )
-    return _mask_geometry(raw.get("mask"), points, where)  # "mask", the only type left
+    assert patch is not None  # "mask", the only type left, always comes with its patch
+    return _mask_geometry(patch, points)
 
 
-def _mask_geometry(value: Any, points: np.ndarray, where: str) -> BaseGeometry:
+def _decode_patch(value: Any, where: str) -> np.ndarray:
     if not isinstance(value, str) or not value:
         raise _ShapeError(f"{where}: mask shape without a base64 PNG 'mask'")
     try:
@@ -601,7 +650,10 @@ def _mask_geometry(value: Any, points: np.ndarray, where: str) -> BaseGeometry:
         raise _ShapeError(f"{where}: 'mask' cannot be decoded: {error}") from error
     if patch.ndim == 3:
         patch = patch.any(axis=2)
-    patch = patch.astype(bool)
+    return patch.astype(bool)
+
+
+def _mask_geometry(patch: np.ndarray, points: np.ndarray) -> BaseGeometry:
     # Labelme pastes the patch at the rounded first corner; the patch size wins over the
     # (fractional) second corner.
     x0, y0 = (int(v) for v in np.round(points[0]))

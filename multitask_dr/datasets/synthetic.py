@@ -13,9 +13,11 @@ shapely polygons, and writes them as
 Lesion appearance: MA tiny dark-red discs (radius 0.4-0.8 % of the image size, never below
 1.5 px), HE larger dark-red irregular blots (some flame-shaped), EX bright yellow small
 irregular patches in clusters, SE pale whitish blurred ("fluffy") spots. Lesions lie entirely
-inside the field of view and off the optic disc. The image is painted from the same polygons
-that the masks are rasterized from (:func:`~multitask_dr.datasets.rasterize.rasterize_geometry`,
-pixel-centre rule), so image and masks agree.
+inside the field of view and off the optic disc. Every lesion is written as a Labelme shape (MA
+a circle, the others polygons), and its mask is that shape under the default ``labelme`` rule
+(:func:`~multitask_dr.datasets.rasterize.rasterize_labelme`): the image is painted from these
+masks, the palette PNG is them collapsed by :data:`~multitask_dr.lesions.RELEASE_PRIORITY`,
+and reading the JSON back gives them again, so image, PNG and JSON agree pixel for pixel.
 
 Grade rule (ICDR-like; evaluated top-down, the first line that matches decides)::
 
@@ -62,8 +64,9 @@ import numpy as np
 from PIL import Image
 from shapely.geometry import Polygon
 
-from multitask_dr.datasets.rasterize import disc, rasterize_geometry
-from multitask_dr.lesions import LESIONS, NUM_GRADES, RELEASE_INDEX, RELEASE_PALETTE
+from multitask_dr.datasets.rasterize import LabelmeDrawing, disc, rasterize_labelme
+from multitask_dr.datasets.tjdr import channels_to_release_mask, release_palette_image
+from multitask_dr.lesions import LESIONS, NUM_GRADES
 
 __all__ = [
     "DEFAULT_GRADE_PROBS",
@@ -71,6 +74,7 @@ __all__ = [
     "Phantom",
     "grade_from_lesions",
     "image_rng",
+    "lesion_mask",
     "lesion_masks",
     "main",
     "release_mask",
@@ -160,8 +164,8 @@ class Lesion:
         cx, cy = round(float(centre[0]), 2), round(float(centre[1]), 2)
         rim_x = round(cx + math.ceil(radius * 100.0) / 100.0, 2)
         exact = math.hypot(rim_x - cx, 0.0)
-        # The Labelme reader turns circles into discs the same way, so the PNG written from this
-        # geometry and the mask read back from the JSON agree pixel for pixel.
+        # The Labelme reader turns circles into discs the same way, so even the pixel_centre
+        # rule reads back this very geometry from the JSON.
         geometry = disc(cx, cy, exact)
         return cls(kind, geometry, ((cx, cy), (rim_x, cy)))
 
@@ -702,7 +706,7 @@ def _paint_lesions(
             sigma = 0.55
         pad = int(math.ceil(3 * sigma)) + 1
         rows, cols = _window(lesion.geometry, pad, size)
-        mask = rasterize_geometry(lesion.geometry, size, size)[rows, cols].astype(np.float32)
+        mask = lesion_mask(lesion, size, size)[rows, cols].astype(np.float32)
         patch = image[rows, cols]
         if kind in ("MA", "HE"):
             # Blood: multiplicative darkening keeps the local vignetting; green drops most,
@@ -845,49 +849,52 @@ def render_phantom(size: int, grade: int, rng: np.random.Generator) -> Phantom:
 # --------------------------------------------------------------------------------------------
 
 
+def _drawing(lesion: Lesion) -> LabelmeDrawing:
+    """The lesion as the Labelme shape written to the JSON, ready to draw."""
+    shape = labelme_shape(lesion)
+    points = np.asarray(shape["points"], dtype=np.float64)
+    return LabelmeDrawing(LESIONS.index(lesion.kind), str(shape["shape_type"]), points)
+
+
+def lesion_mask(lesion: Lesion, height: int, width: int) -> np.ndarray:
+    """One lesion's pixels: its Labelme shape under the default (``labelme``) rule.
+
+    Returns:
+        ``(H, W)`` bool.
+    """
+    drawing = _drawing(lesion)._replace(channel=0)
+    return rasterize_labelme([drawing], height, width, 1)[..., 0] == 1
+
+
 def release_mask(phantom: Phantom) -> np.ndarray:
-    """TJDR release index mask: 0 bg, 1 EX, 2 HE, 3 MA, 4 SE; later lesions win overlaps.
+    """TJDR release index mask (0 bg, 1 EX, 2 HE, 3 MA, 4 SE) of :func:`lesion_masks`.
+
+    Where lesions overlap, :data:`~multitask_dr.lesions.RELEASE_PRIORITY` decides, as it does
+    for every one-index-per-pixel file the project writes.
 
     Returns:
         ``(H, W)`` uint8.
     """
-    height, width = phantom.image.shape[:2]
-    mask = np.zeros((height, width), np.uint8)
-    for lesion in phantom.lesions:
-        mask[rasterize_geometry(lesion.geometry, height, width)] = RELEASE_INDEX[lesion.kind]
-    return mask
+    return channels_to_release_mask(lesion_masks(phantom))
 
 
 def lesion_masks(phantom: Phantom) -> np.ndarray:
     """Per-lesion binary masks in :data:`~multitask_dr.lesions.LESIONS` order (overlaps kept).
 
+    Each is the union of that lesion type's Labelme shapes under the default rule, i.e. what
+    reading the phantom's Labelme JSON gives.
+
     Returns:
         ``(H, W, 4)`` uint8 with values 0/1.
     """
     height, width = phantom.image.shape[:2]
-    masks = np.zeros((height, width, len(LESIONS)), np.uint8)
-    for lesion in phantom.lesions:
-        channel = LESIONS.index(lesion.kind)
-        masks[..., channel] |= rasterize_geometry(lesion.geometry, height, width)
-    return masks
+    drawings = [_drawing(lesion) for lesion in phantom.lesions]
+    return rasterize_labelme(drawings, height, width, len(LESIONS))
 
 
 # --------------------------------------------------------------------------------------------
 # Writers
 # --------------------------------------------------------------------------------------------
-
-
-def _release_palette() -> list[int]:
-    flat = [value for colour in RELEASE_PALETTE for value in colour]
-    return flat + [0] * (768 - len(flat))
-
-
-def _save_annotation(mask: np.ndarray, path: Path) -> None:
-    height, width = mask.shape
-    # frombytes keeps the indices as they are (converting "L" to "P" would requantise).
-    image = Image.frombytes("P", (width, height), np.ascontiguousarray(mask).tobytes())
-    image.putpalette(_release_palette())
-    image.save(path)
 
 
 def labelme_shape(lesion: Lesion) -> dict[str, object]:
@@ -984,7 +991,7 @@ def write_tjdr(
             phantom = render_phantom(size, sample_grade(rng, grade_probs), rng)
             stem = f"{index + 1:03d}"
             Image.fromarray(phantom.image).save(image_dir / f"{stem}.png")
-            _save_annotation(release_mask(phantom), annotation_dir / f"{stem}.png")
+            release_palette_image(release_mask(phantom)).save(annotation_dir / f"{stem}.png")
             written_images.add(f"{stem}.png")
             written_annotations.add(f"{stem}.png")
             if labelme:

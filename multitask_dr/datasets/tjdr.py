@@ -27,17 +27,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from PIL import Image
 from torch.utils.data import Dataset
 
 from multitask_dr.datasets.images import describe_error, image_size, open_image, read_image
 from multitask_dr.datasets.preprocess import crop_and_resize
 from multitask_dr.datasets.problems import DataError, ProblemLog, ReportedError
+from multitask_dr.datasets.rasterize import DEFAULT_RASTERIZE, RasterizeRule, check_rule
 from multitask_dr.lesions import (
     DEFAULT_LABEL_MAP,
+    LESIONS,
     NO_GRADE,
     NUM_GRADES,
     NUM_LESIONS,
+    RELEASE_INDEX,
     RELEASE_INDEX_TO_CHANNEL,
+    RELEASE_PALETTE,
+    RELEASE_PRIORITY,
 )
 
 log = logging.getLogger(__name__)
@@ -86,6 +92,44 @@ def release_mask_to_channels(index_mask: np.ndarray, path: Path | str = "") -> n
         if channel >= 0:
             channels[..., channel] = index_mask == index
     return channels
+
+
+def channels_to_release_mask(mask: np.ndarray) -> np.ndarray:
+    """Collapse a ``(H, W, 4)`` lesion mask into release indices, one lesion per pixel.
+
+    Where lesions overlap, the first of :data:`~multitask_dr.lesions.RELEASE_PRIORITY` wins;
+    unscored pixels (:data:`~multitask_dr.lesions.IGNORE_INDEX`) count as background.
+
+    Args:
+        mask: ``(H, W, 4)`` in ``MA, HE, EX, SE`` order; a pixel holds a lesion where it is 1
+            (or ``True``).
+
+    Returns:
+        ``(H, W)`` uint8: 0 bg, 1 EX, 2 HE, 3 MA, 4 SE.
+    """
+    index = np.zeros(mask.shape[:2], dtype=np.uint8)
+    # Lowest priority first, so each higher one overwrites it.
+    for lesion in reversed(RELEASE_PRIORITY):
+        index[mask[..., LESIONS.index(lesion)] == 1] = RELEASE_INDEX[lesion]
+    return index
+
+
+def release_palette_image(index_mask: np.ndarray) -> Image.Image:
+    """A release annotation image: mode ``P``, the indices as they are, TJDR's palette.
+
+    Args:
+        index_mask: ``(H, W)`` release indices (:func:`channels_to_release_mask`).
+
+    Returns:
+        The image; ``.save(path)`` writes the PNG.
+    """
+    height, width = index_mask.shape
+    # frombytes keeps the indices as they are (converting "L" to "P" would requantise).
+    data = np.ascontiguousarray(index_mask, dtype=np.uint8).tobytes()
+    image = Image.frombytes("P", (width, height), data)
+    flat = [value for colour in RELEASE_PALETTE for value in colour]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    return image
 
 
 def read_release_mask(path: Path) -> np.ndarray:
@@ -262,6 +306,9 @@ class TJDRDataset(Dataset):
         names: Keep only these sample names (used by the datamodule's splits).
         transform: Applied to each sample dict.
         cache_dir: Folder for preprocessed ``.npz`` samples (keyed by file hash and settings).
+        rasterize: How Labelme JSON becomes masks: ``labelme`` (Labelme's own converter,
+            pixel for pixel) or ``pixel_centre`` (area-unbiased); see
+            :mod:`multitask_dr.datasets.rasterize`. Release PNGs are read as they are.
     """
 
     def __init__(
@@ -276,7 +323,9 @@ class TJDRDataset(Dataset):
         names: Sequence[str] | None = None,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         cache_dir: str | Path | None = None,
+        rasterize: RasterizeRule = DEFAULT_RASTERIZE,
     ) -> None:
+        self.rasterize = check_rule(rasterize)
         self.root = Path(root)
         self.split = split
         self.annotation = annotation
@@ -339,7 +388,9 @@ class TJDRDataset(Dataset):
     def _labelme_mask(self, path: Path, shape: tuple[int, int]) -> np.ndarray:
         from multitask_dr.datasets.labelme import rasterize_annotation
 
-        return rasterize_annotation(self._read_labelme(path), height=shape[0], width=shape[1])
+        return rasterize_annotation(
+            self._read_labelme(path), height=shape[0], width=shape[1], rasterize=self.rasterize
+        )
 
     def _labelme_with_image(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """Image and mask of a Labelme file that carries its image in ``imageData``."""
@@ -354,11 +405,17 @@ class TJDRDataset(Dataset):
         image = load_labelme_image(parsed, self.problems)
         if image is None:
             raise ReportedError("embedded image unusable", path=path)
-        return image, rasterize_annotation(parsed, height=image.shape[0], width=image.shape[1])
+        height, width = image.shape[:2]
+        return image, rasterize_annotation(
+            parsed, height=height, width=width, rasterize=self.rasterize
+        )
 
     def cache_key(self, record: TJDRRecord) -> str:
         """Cache key: content of both files plus every setting that changes the output."""
         settings = f"{self.image_size}|{self.crop_fov}|{sorted(self.label_map.items())}"
+        if record.annotation.suffix == ".json":
+            # Only JSON is rasterized: release PNGs keep their cache whatever the rule.
+            settings += f"|rasterize={self.rasterize}"
         return (
             f"{record.name}-{file_digest(record.image, record.annotation)}-"
             + hashlib.sha1(settings.encode()).hexdigest()[:8]

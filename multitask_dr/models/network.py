@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from multitask_dr.lesions import NUM_GRADES, NUM_LESIONS
 from multitask_dr.models.heads import Combine, Conditioning, GradeHead
 from multitask_dr.models.ordinal import GradeOutput
+from multitask_dr.models.pretrained import has_offline_imagenet, load_offline_imagenet
 
 DECODERS: dict[str, str] = {
     "unet": "Unet",
@@ -34,8 +35,11 @@ def build_segmentation_model(
     Args:
         decoder: ``unet``, ``unetplusplus``, ``fpn`` or ``deeplabv3plus``.
         encoder_name: Any smp encoder, including timm's ``tu-*``.
-        encoder_weights: smp's name for pretrained weights (``imagenet``; needs the network or
-            a filled HF cache) or ``None`` for random initialisation.
+        encoder_weights: ``imagenet`` or another smp weights name, or ``None`` for random
+            initialisation. For the encoders of
+            :data:`~multitask_dr.models.pretrained.OFFLINE_IMAGENET` (``tu-efficientnet_lite0``)
+            ``imagenet`` is read from an installed package, never downloaded; every other
+            name goes to smp, which downloads it (needs the network or a filled HF cache).
         num_lesions: Output channels of the lesion maps.
         decoder_channels: Decoder widths for Unet/Unet++ (``None``: smp's default).
     """
@@ -45,18 +49,22 @@ def build_segmentation_model(
     kwargs: dict[str, object] = {}
     if decoder_channels is not None and key in ("unet", "unetplusplus"):
         kwargs["decoder_channels"] = list(decoder_channels)
-    if encoder_weights is not None and os.environ.get("HF_HUB_OFFLINE") == "1":
+    offline = has_offline_imagenet(encoder_name, encoder_weights)
+    if encoder_weights is not None and not offline and os.environ.get("HF_HUB_OFFLINE") == "1":
         raise RuntimeError(
             f"encoder_weights={encoder_weights!r} needs a download but HF_HUB_OFFLINE=1; use "
             "encoder_weights=null with encoder_checkpoint=<local file> instead"
         )
-    return smp.create_model(
+    model = smp.create_model(
         DECODERS[key],
         encoder_name=encoder_name,
-        encoder_weights=encoder_weights,
+        encoder_weights=None if offline else encoder_weights,
         classes=num_lesions,
         **kwargs,
     )
+    if offline:
+        load_offline_imagenet(model.encoder, encoder_name)
+    return model
 
 
 def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
@@ -88,7 +96,8 @@ class MultiTaskNet(nn.Module):
     Args:
         encoder_name: smp encoder name (e.g. ``resnet18``, ``tu-test_resnet``).
         decoder: ``unet``, ``unetplusplus``, ``fpn`` or ``deeplabv3plus``.
-        encoder_weights: smp pretrained-weights name or ``None``.
+        encoder_weights: ``imagenet`` (offline for ``tu-efficientnet_lite0``, see
+            :func:`build_segmentation_model`), another smp weights name, or ``None``.
         encoder_checkpoint: Local state-dict file loaded into the encoder.
         decoder_channels: Decoder widths (Unet/Unet++).
         conditioning: How the grade head sees the lesion maps (see ``models.heads``).

@@ -103,7 +103,9 @@ class MultiTaskDR(LightningModule):
     Args:
         encoder: smp encoder name (``resnet18``, ``efficientnet-b0``, ``tu-test_resnet``, ...).
         decoder: ``unet``, ``unetplusplus``, ``fpn`` or ``deeplabv3plus``.
-        encoder_weights: smp pretrained-weights name (needs a download) or ``None``.
+        encoder_weights: ``imagenet`` or another smp weights name, or ``None`` (random). For
+            ``tu-efficientnet_lite0``, ``imagenet`` loads offline from the ``pretrained``
+            extra's package; for other encoders smp downloads it.
         encoder_checkpoint: Local state-dict file for the encoder (offline pretraining).
         decoder_channels: Decoder widths for Unet/Unet++ (``None``: smp's default).
         conditioning: Grade head conditioning: ``none``, ``stats``, ``lesion_pooled`` or
@@ -135,6 +137,8 @@ class MultiTaskDR(LightningModule):
             drawn from ``Beta(alpha, alpha)`` and the grade loss is blended alike. Batches with
             lesion masks are never mixed (a blended lesion map has no meaning for a grade).
         lr: Peak learning rate (AdamW).
+        encoder_lr: Peak learning rate of the encoder (``None``: ``lr``). Lower than ``lr``
+            fine-tunes pretrained weights gently while the new decoder and head learn fast.
         weight_decay: AdamW weight decay.
         warmup_epochs: Linear warm-up epochs before cosine decay.
         eval_window: Evaluate lesion maps of images larger than this by sliding windows of
@@ -175,6 +179,7 @@ class MultiTaskDR(LightningModule):
         sord_scale: float = 0.0,
         mixup_alpha: float = 0.0,
         lr: float = 1e-3,
+        encoder_lr: float | None = None,
         weight_decay: float = 1e-4,
         warmup_epochs: int = 0,
         eval_window: int | None = None,
@@ -567,7 +572,14 @@ class MultiTaskDR(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW with linear warm-up then cosine decay, stepped per epoch."""
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        encoder = list(self.net.encoder.parameters())
+        encoder_ids = {id(p) for p in encoder}
+        rest = [p for p in self.parameters() if id(p) not in encoder_ids]
+        groups = [
+            {"params": encoder, "lr": hp.lr if hp.encoder_lr is None else hp.encoder_lr},
+            {"params": rest, "lr": hp.lr},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer else 1
         warmup = min(hp.warmup_epochs, epochs - 1)
 

@@ -50,7 +50,9 @@ def test_map_ablation_runs_for_every_head_and_does_nothing_without_conditioning(
     # Erasing a map that is already empty changes nothing, whatever the head.
     assert result.effect[0, absent].abs().max() < 1e-6 if absent else True
     if conditioning == "none":
-        assert result.effect.abs().max() < 1e-7  # the head never reads the maps
+        # The head never reads the maps: nothing but float32 rounding of the re-batched
+        # forward pass, whose ulp at an expected grade near 2 is 2.4e-7.
+        assert result.effect.abs().max() < 1e-6
     else:
         assert result.effect[0, sorted(present)].abs().max() > 1e-6
     frame = result.to_frame()

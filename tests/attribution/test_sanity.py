@@ -101,8 +101,8 @@ def test_a_designed_eye_the_decomposition_must_get_right(rule_model):
     net = rule_model.net
     grade3 = decompose(net, encode(net, rule_model.images[index : index + 1], maps))
     assert grade3.ranking(0)[0][0] == "HE"
-    for x in (20, 32, 44):
-        maps[0, 3, 30:34, x : x + 4] = 1.0
+    for x in (20, 32, 44):  # 5x5 px: the phantoms' smallest spots are 23 px at 64²
+        maps[0, 3, 30:35, x : x + 5] = 1.0
     evidence = encode(net, rule_model.images[index : index + 1], maps)
     grade4 = decompose(net, evidence)
     assert int(evidence.predicted_grade) == 4 and grade4.ranking(0)[0][0] == "SE"

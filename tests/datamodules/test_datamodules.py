@@ -178,3 +178,20 @@ def test_augmentation_operations_draw_independently():
         out = np.rint(transform({"image": image, "grade": 0})["image"][0].numpy() * 255)
         seen.add((bool(out[0, 0] == image[0, -1, 0]), bool(out[0, 0] == image[-1, 0, 0])))
     assert {(True, False), (False, True)} <= seen
+
+
+def test_tjdr_rasterize_setting_reaches_the_datasets_and_is_checked(synthetic_root):
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(TJDRDataModule, "data")
+    parsed = parser.parse_args(["--data.root", str(synthetic_root / "tjdr")])
+    assert parsed.data.rasterize == "labelme"  # the default, from YAML's point of view too
+    parsed = parser.parse_args(["--data.rasterize", "pixel_centre"])
+    assert parsed.data.rasterize == "pixel_centre"
+    with pytest.raises(Exception, match="rasterize"):
+        parser.parse_args(["--data.rasterize", "pixel-center"])
+    dm = tjdr(synthetic_root / "tjdr", rasterize="pixel_centre", annotation="labelme")
+    assert dm.dataset("train").rasterize == "pixel_centre"
+    with pytest.raises(ValueError, match="unknown rasterize rule"):
+        tjdr(synthetic_root / "tjdr", rasterize="scanline")

@@ -97,3 +97,12 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
     assert pair["fit_s"] > result["fit_s"]  # the sum of both members' fits
     for stage in ("val", "test"):
         assert all(not math.isnan(pair[stage][k]) for k in ("acc", "auc", "qwk"))
+
+
+def test_overlays_merge_like_the_cli():
+    bench = load_benchmark()
+    base = {"model": {"lr": 1.0, "encoder": "a"}, "trainer": {"callbacks": [1, 2]}}
+    overlay = {"model": {"encoder": "b"}, "trainer": {"callbacks": [3]}}
+    merged = bench.merge(base, overlay)
+    assert merged == {"model": {"lr": 1.0, "encoder": "b"}, "trainer": {"callbacks": [3]}}
+    assert base["model"]["encoder"] == "a"  # the base is not changed

@@ -1,8 +1,13 @@
-"""Labelme JSON -> shapely -> lesion masks, on Labelme's own example files and bad input."""
+"""Labelme JSON -> lesion masks, on real files (Labelme's examples, HEI-MED) and bad input.
+
+The default rule is checked pixel for pixel against Labelme's converter written out in
+``labelme_reference``; the pixel-centre rule against the shapes' areas.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import math
@@ -27,6 +32,7 @@ from multitask_dr.datasets.problems import DataError, ProblemLog
 from multitask_dr.datasets.rasterize import rasterize_geometry
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS
 from tests.conftest import SHARED_DATA, shared_path
+from tests.datasets import labelme_reference
 
 LABELME = SHARED_DATA / "labelme"
 REAL_FILES = sorted(p.relative_to(LABELME).as_posix() for p in LABELME.rglob("*.json")) or [
@@ -83,13 +89,14 @@ def _size(annotation: LabelmeAnnotation) -> tuple[int, int]:
 # Labelme's real example files
 
 
+@pytest.mark.parametrize("rule", ["labelme", "pixel_centre"])
 @pytest.mark.parametrize("relative", REAL_FILES)
-def test_every_real_file_parses_and_rasterizes(relative: str) -> None:
+def test_every_real_file_parses_and_rasterizes(relative: str, rule: str) -> None:
     raw = _raw(relative)
     annotation = _read_real(relative)  # strict: any problem would raise
     assert len(annotation.shapes) == len(raw["shapes"])
     height, width = _size(annotation)
-    mask = rasterize_annotation(annotation, height, width)
+    mask = rasterize_annotation(annotation, height, width, rasterize=rule)  # type: ignore[arg-type]
     assert mask.shape == (height, width, len(LESIONS))
     assert mask.dtype == np.uint8
     assert set(np.unique(mask)) <= {0, 1, IGNORE_INDEX}
@@ -104,13 +111,59 @@ def test_every_real_file_parses_and_rasterizes(relative: str) -> None:
         if not geometries:
             assert not (mask[..., channel] == 1).any()
             continue
+        assert (mask[..., channel] == 1).any()
+        if rule == "labelme":
+            continue  # pixel for pixel against Labelme's converter below
         # Pixel count of (lesion union ignore) matches the geometric area up to edge sampling.
         ignored = [s.geometry for s in annotation.shapes if s.lesion is None]
         union = shapely.union_all(geometries + ignored).intersection(
             shapely.box(0, 0, width, height)
         )
         assert abs(int(covered.sum()) - union.area) <= max(0.01 * union.area, 0.2 * union.length)
-        assert (mask[..., channel] == 1).any()
+
+
+@pytest.mark.parametrize("relative", REAL_FILES)
+def test_every_shape_of_labelmes_examples_is_labelmes_mask(relative: str) -> None:
+    raw = _raw(relative)
+    annotation = _read_real(relative)
+    height, width = _size(annotation)
+    for shape, raw_shape in zip(annotation.shapes, raw["shapes"], strict=True):
+        alone = dataclasses.replace(annotation, shapes=(shape,))
+        mask = rasterize_annotation(alone, height, width)
+        expected = labelme_reference.one_shape(height, width, raw_shape)
+        value = IGNORE_INDEX if shape.lesion is None else 1
+        channels = range(len(LESIONS)) if shape.lesion is None else [LESIONS.index(shape.lesion)]
+        for channel in range(len(LESIONS)):
+            want = expected if channel in channels else np.zeros_like(expected)
+            assert np.array_equal(mask[..., channel] == value, want), (shape.index, channel)
+        assert expected.any()
+
+
+def _label_map_for(document: dict[str, Any]) -> dict[str, str]:
+    """Each label of a file onto a channel, in turn: every shape is drawn, overlaps vary."""
+    labels = sorted({s["label"] for s in document["shapes"]} - {"__ignore__"})
+    return {label: LESIONS[i % len(LESIONS)] for i, label in enumerate(labels)}
+
+
+@pytest.mark.parametrize("folder", ["labelme", "heimed_labelme"])
+def test_default_masks_equal_labelmes_converter_on_every_real_file(folder: str) -> None:
+    files = sorted(shared_path(folder).rglob("*.json"))
+    assert files
+    shapes = 0
+    differing: dict[str, int] = {}
+    for path in files:
+        document = json.loads(path.read_text())
+        label_map = _label_map_for(document)
+        annotation = read_labelme(path, label_map=label_map, problems=ProblemLog(strict=True))
+        assert annotation is not None and len(annotation.shapes) == len(document["shapes"])
+        height, width = _size(annotation)
+        expected = labelme_reference.file_masks(document, label_map, height, width)
+        got = rasterize_annotation(annotation, height, width)
+        shapes += len(document["shapes"])
+        if not np.array_equal(got, expected):
+            differing[path.name] = int((got != expected).any(axis=2).sum())
+    assert not differing, f"pixels differing from Labelme's converter: {differing}"
+    assert shapes > (3000 if folder == "heimed_labelme" else 50)
 
 
 @pytest.mark.parametrize("relative", REAL_FILES)
@@ -280,11 +333,18 @@ def _write(tmp_path: Path, shapes: list[Any], name: str = "sample.json", **top: 
     return path
 
 
-def _one(tmp_path: Path, shape: dict[str, Any], **kwargs: Any) -> np.ndarray:
+def _one(
+    tmp_path: Path, shape: dict[str, Any], rule: str = "pixel_centre", **kwargs: Any
+) -> np.ndarray:
+    """One shape's mask; by default the pixel-centre rule, whose counts are the areas."""
     path = _write(tmp_path, [shape])
     annotation = read_labelme(path, problems=ProblemLog(strict=True), **kwargs)
     assert annotation is not None and len(annotation.shapes) == 1
-    return rasterize_annotation(annotation)
+    mask = rasterize_annotation(annotation, rasterize=rule)  # type: ignore[arg-type]
+    if rule == "labelme" and not kwargs:  # the reference draws Labelme's sizes
+        expected = labelme_reference.one_shape(40, 50, shape)
+        assert np.array_equal(mask.max(axis=2) != 0, expected)
+    return mask
 
 
 def test_labels_match_case_insensitively_and_ignore_wins(tmp_path: Path) -> None:
@@ -297,9 +357,14 @@ def test_labels_match_case_insensitively_and_ignore_wins(tmp_path: Path) -> None
     assert annotation is not None
     assert [s.lesion for s in annotation.shapes] == ["HE", "MA", None]
     mask = rasterize_annotation(annotation)
-    assert (mask[..., 1] == 1).sum() == 400 - 100
-    assert (mask[..., 0] == 1).sum() == 9
-    assert (mask[10:30, 10:30] == IGNORE_INDEX).all()
+    # The labelme rule: integer corners are pixel centres, both ends included.
+    assert (mask[..., 1] == 1).sum() == 21 * 21 - 11 * 11
+    assert (mask[..., 0] == 1).sum() == 16
+    assert (mask[10:31, 10:31] == IGNORE_INDEX).all() and (mask == IGNORE_INDEX).sum() == 441 * 4
+    centre = rasterize_annotation(annotation, rasterize="pixel_centre")
+    assert (centre[..., 1] == 1).sum() == 400 - 100
+    assert (centre[..., 0] == 1).sum() == 9
+    assert (centre[10:30, 10:30] == IGNORE_INDEX).all()
 
 
 def test_custom_label_map_is_normalised_and_checked() -> None:
@@ -310,6 +375,7 @@ def test_custom_label_map_is_normalised_and_checked() -> None:
 
 def test_line_has_flat_caps(tmp_path: Path) -> None:
     line = {"label": "SE", "points": [[10, 10], [30, 10]], "shape_type": "line"}
+    _one(tmp_path, line, "labelme")
     mask = _one(tmp_path, line)
     assert (mask[..., 3] == 1).sum() == 20 * 10  # no cap past the end points
     assert mask[5:15, 10:30, 3].all()
@@ -319,6 +385,7 @@ def test_line_has_flat_caps(tmp_path: Path) -> None:
 
 def test_linestrip_has_round_joins(tmp_path: Path) -> None:
     strip = {"label": "SE", "points": [[5, 20], [25, 20], [25, 5]], "shape_type": "linestrip"}
+    _one(tmp_path, strip, "labelme")
     mask = _one(tmp_path, strip)[..., 3] == 1
     # Two 10-px bands: 20x10 + 15x10, overlapping on a 5x5 square, plus a quarter disc of
     # radius 5 filling the outer corner (a mitre would add a 5x5 square, no join a notch).
@@ -334,6 +401,9 @@ def test_point_radius_and_circle(tmp_path: Path) -> None:
     assert small == pytest.approx(math.pi * 4, abs=2)
     circle = {"label": "MA", "points": [[25, 20], [25, 8]], "shape_type": "circle"}
     assert (_one(tmp_path, circle)[..., 0] == 1).sum() == pytest.approx(math.pi * 144, rel=0.01)
+    # Labelme paints the rim's pixels too: about half a pixel more all round.
+    assert (_one(tmp_path, circle, "labelme")[..., 0] == 1).sum() > math.pi * 12.5**2 * 0.98
+    assert (_one(tmp_path, point, "labelme", point_radius=2.0)[..., 0] == 1).sum() > small
 
 
 def test_oriented_rectangle_and_mask_patch(tmp_path: Path) -> None:
@@ -343,6 +413,7 @@ def test_oriented_rectangle_and_mask_patch(tmp_path: Path) -> None:
         "shape_type": "oriented_rectangle",
     }
     assert (_one(tmp_path, oriented)[..., 2] == 1).sum() == pytest.approx(450, abs=15)
+    assert (_one(tmp_path, oriented, "labelme")[..., 2] == 1).sum() > 450
     patch = np.zeros((6, 8), dtype=np.uint8)
     patch[1:5, 2:7] = 1
     patch[3, 4] = 0  # a hole
@@ -352,10 +423,10 @@ def test_oriented_rectangle_and_mask_patch(tmp_path: Path) -> None:
         "shape_type": "mask",
         "mask": _png_b64(patch),
     }
-    mask = _one(tmp_path, mask_shape)[..., 2]
     expected = np.zeros((40, 50), dtype=np.uint8)
     expected[3:9, 10:18] = patch  # pasted at round(points[0]) = (10, 3)
-    np.testing.assert_array_equal(mask, expected)
+    for rule in ("pixel_centre", "labelme"):  # a patch is its pixels under either rule
+        np.testing.assert_array_equal(_one(tmp_path, mask_shape, rule)[..., 2], expected)
 
 
 def test_self_intersecting_polygon_is_repaired_not_reported(tmp_path: Path) -> None:
@@ -364,7 +435,10 @@ def test_self_intersecting_polygon_is_repaired_not_reported(tmp_path: Path) -> N
     annotation = read_labelme(_write(tmp_path, [bow_tie]), problems=problems)
     assert annotation is not None
     assert annotation.shapes[0].geometry.area == pytest.approx(50)
-    assert (rasterize_annotation(annotation)[..., 1] == 1).sum() == 50
+    assert (rasterize_annotation(annotation, rasterize="pixel_centre")[..., 1] == 1).sum() == 50
+    # The labelme rule draws the outline as annotated, as Labelme does (both lobes filled).
+    expected = labelme_reference.one_shape(40, 50, bow_tie)
+    np.testing.assert_array_equal(rasterize_annotation(annotation)[..., 1] == 1, expected)
 
 
 def test_size_comes_from_image_data_when_not_declared(tmp_path: Path) -> None:
@@ -463,7 +537,7 @@ def test_bad_shape_lenient_skips_only_that_shape(tmp_path: Path, case: str) -> N
     assert problem.path == path and problem.skipped == "shape"
     assert "shape 1" in problem.reason and words in problem.reason
     mask = rasterize_annotation(annotation)
-    assert (mask[..., 1] == 1).sum() == 100 and (mask[..., 2] == 1).sum() == 100
+    assert (mask[..., 1] == 1).sum() == 121 and (mask[..., 2] == 1).sum() == 121
 
 
 def test_points_outside_the_image_are_clipped_and_reported(tmp_path: Path) -> None:
@@ -476,7 +550,10 @@ def test_points_outside_the_image_are_clipped_and_reported(tmp_path: Path) -> No
     assert annotation is not None and len(annotation.shapes) == 3
     assert len(problems) == 1 and problems.problems[0].skipped == "part outside the image"
     assert annotation.shapes[1].geometry.bounds == (40.0, 30.0, 50.0, 40.0)
-    assert (rasterize_annotation(annotation)[..., 1] == 1).sum() == 100 + 100
+    # Labelme's converter draws the raw points and PIL drops what falls off the canvas.
+    assert (rasterize_annotation(annotation)[..., 1] == 1).sum() == 121 + 10 * 10
+    centre = rasterize_annotation(annotation, rasterize="pixel_centre")
+    assert (centre[..., 1] == 1).sum() == 100 + 100
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from shapely.geometry import Point, Polygon, box
 
 from multitask_dr.datasets.labelme import rasterize_annotation, read_labelme
 from multitask_dr.datasets.problems import ProblemLog
-from multitask_dr.datasets.rasterize import disc, rasterize_geometry
+from multitask_dr.datasets.rasterize import disc
 from multitask_dr.datasets.synthetic import (
     DEFAULT_GRADE_PROBS,
     MIN_MA_RADIUS,
@@ -21,6 +21,7 @@ from multitask_dr.datasets.synthetic import (
     Phantom,
     grade_from_lesions,
     image_rng,
+    lesion_mask,
     lesion_masks,
     main,
     release_mask,
@@ -30,8 +31,10 @@ from multitask_dr.datasets.synthetic import (
     write_synthetic,
     write_tjdr,
 )
-from multitask_dr.lesions import LESIONS, RELEASE_INDEX, RELEASE_PALETTE
+from multitask_dr.datasets.tjdr import channels_to_release_mask
+from multitask_dr.lesions import LESIONS, RELEASE_INDEX, RELEASE_PALETTE, RELEASE_PRIORITY
 from tests.conftest import shared_path
+from tests.datasets import labelme_reference
 
 FOV = (50.0, 50.0, 45.0)
 
@@ -210,7 +213,7 @@ def test_microaneurysms_survive_at_64_px():
         for lesion in mas:
             (cx, cy), (rx, _) = lesion.circle
             assert rx - cx >= MIN_MA_RADIUS - 1e-9
-            assert rasterize_geometry(lesion.geometry, 64, 64).sum() >= 4
+            assert lesion_mask(lesion, 64, 64).sum() >= 4
 
 
 def test_lesions_are_painted_where_their_masks_are():
@@ -245,6 +248,10 @@ def test_release_mask_agrees_with_lesion_masks(phantoms):
         for channel, kind in enumerate(LESIONS):
             sel = single & (masks[..., channel] == 1)
             assert (index[sel] == RELEASE_INDEX[kind]).all()
+        # Overlaps: the first present lesion of RELEASE_PRIORITY.
+        for r, c in zip(*np.nonzero(masks.sum(axis=2) > 1), strict=True):
+            first = next(k for k in RELEASE_PRIORITY if masks[r, c, LESIONS.index(k)])
+            assert index[r, c] == RELEASE_INDEX[first]
 
 
 def test_render_rejects_bad_arguments():
@@ -408,7 +415,10 @@ def test_labelme_json_schema(tjdr_root):
     assert n_shapes["circle"] > 0 and n_shapes["polygon"] > 0
 
 
-def test_labelme_polygons_reproduce_the_annotation_png(tjdr_root):
+def test_labelme_json_and_palette_png_give_the_same_masks(tjdr_root):
+    # Reading the JSON with the default rule gives Labelme's own masks of it, and collapsing
+    # them by RELEASE_PRIORITY gives the palette PNG: everywhere, overlaps included.
+    lesion_of = {kind: kind for kind in LESIONS}
     compared = overlaps = 0
     for split in ("train", "test"):
         for json_path in sorted((tjdr_root / split / "image").glob("*.json")):
@@ -416,19 +426,13 @@ def test_labelme_polygons_reproduce_the_annotation_png(tjdr_root):
                 Image.open(tjdr_root / split / "annotation" / f"{json_path.stem}.png")
             )
             masks = read_labelme_masks(json_path, *index.shape)
-            count = masks.sum(axis=2)
-            expected = np.zeros_like(index)
-            for channel, kind in enumerate(LESIONS):
-                expected[masks[..., channel] == 1] = RELEASE_INDEX[kind]
-            single = count <= 1
-            assert np.array_equal(index[single], expected[single])
-            compared += int((count == 1).sum())
-            # Where lesions overlap, the PNG holds one of them.
-            for r, c in zip(*np.nonzero(count > 1), strict=True):
-                present = {RELEASE_INDEX[LESIONS[ch]] for ch in np.flatnonzero(masks[r, c])}
-                assert index[r, c] in present
-                overlaps += 1
-    assert compared > 100
+            document = json.loads(json_path.read_text())
+            expected = labelme_reference.file_masks(document, lesion_of, *index.shape)
+            np.testing.assert_array_equal(masks, expected)
+            np.testing.assert_array_equal(channels_to_release_mask(masks), index)
+            compared += int((index > 0).sum())
+            overlaps += int((masks.sum(axis=2) > 1).sum())
+    assert compared > 100 and overlaps > 0
 
 
 def test_rewriting_removes_stale_files(tmp_path):
@@ -549,14 +553,14 @@ def test_write_synthetic_returns_both_roots(tmp_path):
     assert (tmp_path / "retinamnist" / "retinamnist.npz").is_file()
 
 
-def test_release_mask_later_lesion_wins_overlaps():
+def test_release_mask_keeps_the_smaller_lesion_whatever_the_order():
     big, dot = blob("HE", 20, 20, r=6), Lesion.from_circle("MA", (20, 20), 2)
     image = np.zeros((40, 40, 3), np.uint8)
     on_top = release_mask(Phantom(image, [big, dot], 2, "HE", (20, 20, 19)))
     below = release_mask(Phantom(image, [dot, big], 2, "HE", (20, 20, 19)))
-    assert on_top[20, 20] == RELEASE_INDEX["MA"] and below[20, 20] == RELEASE_INDEX["HE"]
-    assert (on_top == RELEASE_INDEX["HE"]).sum() + (on_top == RELEASE_INDEX["MA"]).sum() == (
-        below > 0
-    ).sum()
+    np.testing.assert_array_equal(on_top, below)
+    assert on_top[20, 20] == RELEASE_INDEX["MA"]  # MA comes before HE in RELEASE_PRIORITY
     masks = lesion_masks(Phantom(image, [big, dot], 2, "HE", (20, 20, 19)))
     assert masks[20, 20].tolist() == [1, 1, 0, 0]  # MA and HE both kept
+    assert (on_top == RELEASE_INDEX["MA"]).sum() == masks[..., 0].sum()
+    assert (on_top > 0).sum() == masks.any(axis=2).sum()

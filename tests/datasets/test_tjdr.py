@@ -1,3 +1,4 @@
+import json
 import shutil
 from pathlib import Path
 
@@ -6,8 +7,20 @@ import pytest
 from PIL import Image
 
 from multitask_dr.datasets.problems import DataError
-from multitask_dr.datasets.tjdr import TJDRDataset, release_mask_to_channels
-from multitask_dr.lesions import LESIONS, RELEASE_INDEX, RELEASE_PALETTE
+from multitask_dr.datasets.tjdr import (
+    TJDRDataset,
+    channels_to_release_mask,
+    read_release_mask,
+    release_mask_to_channels,
+    release_palette_image,
+)
+from multitask_dr.lesions import (
+    IGNORE_INDEX,
+    LESIONS,
+    RELEASE_INDEX,
+    RELEASE_PALETTE,
+    RELEASE_PRIORITY,
+)
 from tests.conftest import shared_path
 
 
@@ -129,3 +142,71 @@ def test_missing_split_folder(tmp_path):
     with pytest.raises(DataError, match="split folder does not exist"):
         TJDRDataset(tmp_path, "train")
     shutil.rmtree(tmp_path)
+
+
+def test_overlaps_collapse_by_release_priority():
+    assert sorted(RELEASE_PRIORITY) == sorted(LESIONS)
+    mask = np.zeros((1, 6, 4), np.uint8)
+    ma, he, ex, se = (LESIONS.index(k) for k in ("MA", "HE", "EX", "SE"))
+    mask[0, 0, [ma, he]] = 1
+    mask[0, 1, [he, ex]] = 1
+    mask[0, 2, [he, se]] = 1
+    mask[0, 3, [ex, se]] = 1
+    mask[0, 4] = 1
+    mask[0, 5] = IGNORE_INDEX  # unscored: background in a one-index file
+    index = channels_to_release_mask(mask)
+    assert index.dtype == np.uint8
+    names = ["MA", "EX", "HE", "EX", "MA"]
+    assert index[0].tolist() == [RELEASE_INDEX[k] for k in names] + [0]
+    # Without overlaps nothing is lost: the release reader gives the channels back.
+    single = np.zeros((3, 4, 4), np.uint8)
+    for channel in range(4):
+        single[channel % 3, channel, channel] = 1
+    np.testing.assert_array_equal(
+        release_mask_to_channels(channels_to_release_mask(single)), single
+    )
+
+
+def test_release_palette_image_round_trips_through_the_reader(tmp_path):
+    index = np.array([[0, 1, 2], [3, 4, 0]], np.uint8)
+    path = tmp_path / "mask.png"
+    release_palette_image(index).save(path)
+    with Image.open(path) as image:
+        assert image.mode == "P" and np.array_equal(np.asarray(image), index)
+        assert image.getpalette()[:15] == [v for rgb in RELEASE_PALETTE for v in rgb]
+    np.testing.assert_array_equal(read_release_mask(path), release_mask_to_channels(index))
+
+
+def make_labelme(root: Path) -> None:
+    """One 40x40 image with a Labelme square [10, 20]^2 (HE) beside it, and no PNG."""
+    rgb_png(root / "train" / "image" / "001.png")
+    shape = {"label": "HE", "points": [[10, 10], [20, 10], [20, 20], [10, 20]]}
+    document = {"version": "5.7.0", "shapes": [shape | {"shape_type": "polygon"}]}
+    document |= {"imagePath": "001.png", "imageHeight": 40, "imageWidth": 40}
+    (root / "train" / "image" / "001.json").write_text(json.dumps(document))
+
+
+def test_rasterize_rule_changes_the_labelme_masks_and_the_cache_key(tmp_path):
+    make_labelme(tmp_path)
+    cache = tmp_path / "cache"
+    kwargs = {"annotation": "labelme", "crop_fov": False, "cache_dir": cache}
+    default = TJDRDataset(tmp_path, "train", **kwargs)
+    centre = TJDRDataset(tmp_path, "train", rasterize="pixel_centre", **kwargs)
+    he = LESIONS.index("HE")
+    assert (default[0]["mask"][..., he] == 1).sum() == 11 * 11  # Labelme: both ends included
+    assert (centre[0]["mask"][..., he] == 1).sum() == 10 * 10  # the square's area
+    record = default.records[0]
+    assert default.cache_key(record) != centre.cache_key(record)
+    assert len(list(cache.glob("*.npz"))) == 2
+    # Each reads its own cache entry back.
+    again = TJDRDataset(tmp_path, "train", rasterize="pixel_centre", **kwargs)
+    assert (again[0]["mask"][..., he] == 1).sum() == 100
+    with pytest.raises(ValueError, match="unknown rasterize rule 'pil'"):
+        TJDRDataset(tmp_path, "train", rasterize="pil")  # type: ignore[arg-type]
+
+
+def test_release_png_cache_key_ignores_the_rule(tmp_path):
+    make_release(tmp_path, n=1)
+    default = TJDRDataset(tmp_path, "train")
+    centre = TJDRDataset(tmp_path, "train", rasterize="pixel_centre")
+    assert default.cache_key(default.records[0]) == centre.cache_key(centre.records[0])

@@ -198,3 +198,14 @@ def test_sord_needs_softmax_and_mixup_a_non_negative_alpha():
         MultiTaskDR(**TINY, grade_output="coral", sord_scale=1.0)
     with pytest.raises(ValueError, match="mixup_alpha must be >= 0"):
         MultiTaskDR(**TINY, mixup_alpha=-0.1)
+
+
+@pytest.mark.parametrize("encoder_lr", [None, 1e-5])
+def test_encoder_lr_applies_to_the_encoder_alone(encoder_lr):
+    task = MultiTaskDR(**TINY, lr=1e-3, encoder_lr=encoder_lr, warmup_epochs=0)
+    optimizer = task.configure_optimizers()["optimizer"]
+    encoder, rest = optimizer.param_groups
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in task.net.encoder.parameters()}
+    assert len(encoder["params"]) + len(rest["params"]) == len(list(task.parameters()))
+    assert encoder["lr"] == (1e-3 if encoder_lr is None else 1e-5)
+    assert rest["lr"] == 1e-3

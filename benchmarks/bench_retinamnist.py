@@ -81,15 +81,17 @@ def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def model_checkpoints(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The config's ``ModelCheckpoint`` entries (the best one and the per-epoch ``last``)."""
+    callbacks = config["trainer"].get("callbacks", [])
+    return [cb for cb in callbacks if cb["class_path"].endswith("ModelCheckpoint")]
+
+
 def checkpoint_callback(config: dict[str, Any]) -> dict[str, Any]:
-    """The config's ``ModelCheckpoint`` entry (the benchmark needs exactly one)."""
-    found = [
-        cb
-        for cb in config["trainer"].get("callbacks", [])
-        if cb["class_path"].endswith("ModelCheckpoint")
-    ]
+    """The config's monitored ``ModelCheckpoint`` entry (the benchmark needs exactly one)."""
+    found = [cb for cb in model_checkpoints(config) if cb.get("init_args", {}).get("monitor")]
     if len(found) != 1:
-        raise ValueError("the config needs exactly one ModelCheckpoint callback")
+        raise ValueError("the config needs exactly one monitored ModelCheckpoint callback")
     return found[0]
 
 
@@ -115,9 +117,9 @@ def seed_config(base: dict[str, Any], seed: int, out: Path, overrides: list[str]
     }
     trainer["enable_progress_bar"] = False
     trainer["enable_model_summary"] = False
-    checkpoint = checkpoint_callback(config)["init_args"]
-    checkpoint["dirpath"] = str(out / "ckpt")
-    checkpoint["filename"] = "best"
+    for callback in model_checkpoints(config):
+        callback.setdefault("init_args", {})["dirpath"] = str(out / "ckpt")
+    checkpoint_callback(config)["init_args"]["filename"] = "best"
     return config
 
 

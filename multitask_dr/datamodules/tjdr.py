@@ -192,6 +192,7 @@ class TJDRDataModule(SeededDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Index, verify (decode once into the cache), split and attach transforms."""
+        super().setup(stage)
         if stage == "predict":
             # predict_dataloader reads predict_dir after the checkpoint has restored the
             # normalisation, so predicting needs no training data.
@@ -205,8 +206,8 @@ class TJDRDataModule(SeededDataModule):
             names = [r.name for r in full.records]
             strata = [self._lesion_bits(full, i) for i in range(len(full))]
             train_names, val_names = stratified_split(names, strata, self.val_fraction, self.seed)
-            self.datasets["train"] = self.dataset("train", train_names)
-            self.datasets["val"] = self.dataset("train", val_names)
+            self.datasets["train"] = full.subset(train_names)
+            self.datasets["val"] = full.subset(val_names)
             self.datasets["train"].transform = self.transform(train=True)
             self.datasets["val"].transform = self.transform(train=False)
             rank_zero_info(f"TJDR split: {len(train_names)} train / {len(val_names)} val")
@@ -219,7 +220,9 @@ class TJDRDataModule(SeededDataModule):
 
     def fit_normalisation(self, full: TJDRDataset | None = None) -> None:
         """Per-channel retina mean/std of (up to 64) training images, where not configured."""
-        full = full if full is not None else self.dataset("train")
+        if full is None:
+            full = self.dataset("train")
+            full.verify()
         sample = np.stack([full.load(i)[0] for i in range(min(len(full), 64))])
         mean, std = channel_stats(sample)
         self.mean = self.mean or mean  # type: ignore[assignment]
@@ -236,7 +239,7 @@ class TJDRDataModule(SeededDataModule):
         if len(dataset.problems):
             rank_zero_warn(dataset.problems.summary())
         if len(dataset) == 0:
-            raise DataError(f"{dataset.root / dataset.split}: no usable samples")
+            raise DataError("no usable samples", path=dataset.root / dataset.split)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""

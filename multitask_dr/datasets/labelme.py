@@ -56,6 +56,7 @@ from PIL import Image, ImageOps
 from shapely.geometry import LineString, MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from multitask_dr.datasets.images import decode_image, to_rgb
 from multitask_dr.datasets.problems import DataError, ProblemLog
 from multitask_dr.datasets.rasterize import (
     DEFAULT_RASTERIZE,
@@ -350,14 +351,16 @@ def rasterize_annotation(
     known = annotation.height is not None and annotation.width is not None
     if height is not None and known and (height, width) != (annotation.height, annotation.width):
         raise DataError(
-            f"{annotation.path}: annotation is for a {annotation.width}x{annotation.height} "
-            f"image, asked to rasterize it at {width}x{height}"
+            f"annotation is for a {annotation.width}x{annotation.height} image, asked to "
+            f"rasterize it at {width}x{height}",
+            path=annotation.path,
         )
     if height is None or width is None:
         if not known:
             raise DataError(
-                f"{annotation.path}: image size unknown (no imageHeight/imageWidth, no "
-                f"imageData, image not found); pass height= and width="
+                "image size unknown (no imageHeight/imageWidth, no imageData, image not "
+                "found); pass height= and width=",
+                path=annotation.path,
             )
         height, width = annotation.height, annotation.width
     assert height is not None and width is not None  # narrowed above, for the type checker
@@ -442,12 +445,12 @@ def load_labelme_image(annotation: LabelmeAnnotation, problems: ProblemLog) -> n
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
-    return np.array(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+    # The project's one pixel conversion (16-bit scaled, not clipped), after EXIF orientation.
+    return to_rgb(ImageOps.exif_transpose(image))
 
 
 def _decode_rgb(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as image:
-        return _to_rgb(image)
+    return decode_image(data, exif_transpose=True)
 
 
 def _header_size(image: Image.Image) -> tuple[int, int]:

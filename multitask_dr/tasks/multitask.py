@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
-from lightning import LightningModule
+from lightning import Callback, LightningModule
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
@@ -40,11 +39,13 @@ from torchmetrics.classification import (
     MultilabelStatScores,
 )
 
+from multitask_dr.checkpoints import check_checkpoint
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS, NUM_GRADES, NUM_LESIONS
 from multitask_dr.models.heads import Combine, Conditioning
 from multitask_dr.models.inference import sliding_window
 from multitask_dr.models.network import MultiTaskNet
 from multitask_dr.models.ordinal import GradeOutput, grade_loss, grade_probabilities
+from multitask_dr.seeding import StepSeed
 from multitask_dr.tasks.metrics import BinnedAveragePrecision
 
 LossWeighting = Literal["fixed", "uncertainty"]
@@ -220,11 +221,10 @@ class MultiTaskDR(LightningModule):
         own weights strictly, and a checkpoint saved from it holds one model.
 
         Raises:
-            FileNotFoundError: When a member checkpoint does not exist.
+            CheckpointError: When a member checkpoint is missing or not a readable checkpoint.
         """
         for path in self.hparams.ensemble_checkpoints or []:
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"ensemble checkpoint {path} does not exist")
+            check_checkpoint(path, "ensemble checkpoint")
         self._members: list[MultiTaskDR] | None = None
 
     @property
@@ -563,6 +563,10 @@ class MultiTaskDR(LightningModule):
     def on_test_epoch_end(self) -> None:
         """Log test metrics."""
         self.log_dict(self.compute_metrics("test"))
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Per-step seeding: a resumed ``fit`` draws the dropout and mixing of a straight one."""
+        return [StepSeed()]
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

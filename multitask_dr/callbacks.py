@@ -79,20 +79,27 @@ def wandb_logger(trainer: Trainer) -> WandbLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
 
 
+def evaluation_sources(trainer: Trainer) -> list[tuple[str, Any]]:
+    """``(name, datamodule)`` per evaluation dataloader.
+
+    A datamodule of several sources says so through a public ``sources()`` method (see
+    :class:`~multitask_dr.datamodules.joint.JointDataModule`); any other is one source.
+    """
+    datamodule = trainer.datamodule
+    if hasattr(datamodule, "sources"):
+        return list(datamodule.sources())
+    name = type(datamodule).__name__.removesuffix("DataModule") if datamodule else "data"
+    return [(name, datamodule)]
+
+
 def source_names(trainer: Trainer) -> list[str]:
     """Name of each evaluation dataloader's source (``segmentation``/``grading`` when joint)."""
-    datamodule = trainer.datamodule
-    sources = getattr(datamodule, "SOURCES", None)
-    if sources:
-        return list(sources)
-    name = type(datamodule).__name__.removesuffix("DataModule") if datamodule else "data"
-    return [name]
+    return [name for name, _ in evaluation_sources(trainer)]
 
 
 def normalisation(trainer: Trainer, dataloader_idx: int) -> tuple[Any, Any] | None:
     """``(mean, std)`` the dataloader's images were normalised with, when the datamodule says."""
-    datamodule = trainer.datamodule
-    parts = datamodule._parts() if hasattr(datamodule, "_parts") else [datamodule]
+    parts = [part for _, part in evaluation_sources(trainer)]
     part = parts[min(dataloader_idx, len(parts) - 1)]
     mean, std = getattr(part, "mean", None), getattr(part, "std", None)
     return None if mean is None or std is None else (mean, std)

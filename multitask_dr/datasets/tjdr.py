@@ -7,6 +7,13 @@ Layout (the public release, see ``shared/data/TJDR_FORMAT.md``)::
     root/{train,test}/image/NNN.json         (optional) Labelme JSON, the form TJDR was drawn in
     root/{train,test}/grades.csv             (optional, not in the release) image,grade[,...]
 
+or, with ``layout="flat"``, a plain Labelme folder (as Labelme saves one, e.g. HEI-MED's)::
+
+    root/<name>.jpg + root/<name>.json       image and its Labelme JSON side by side
+    root/grades.csv                          (optional) image,grade[,...]
+
+A flat folder has no split of its own: the datamodule draws one by seed and writes it down.
+
 Samples are dicts: ``image`` (H, W, 3) uint8, ``mask`` (H, W, 4) uint8 in the project's channel
 order ``MA, HE, EX, SE`` (values 0/1, :data:`~multitask_dr.lesions.IGNORE_INDEX` where not
 scored), ``grade`` (int, :data:`~multitask_dr.lesions.NO_GRADE` when unknown) and ``name``.
@@ -24,9 +31,10 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -36,6 +44,7 @@ from multitask_dr.datasets.problems import DataError, ProblemLog, ReportedError
 from multitask_dr.datasets.rasterize import DEFAULT_RASTERIZE, RasterizeRule, check_rule
 from multitask_dr.lesions import (
     DEFAULT_LABEL_MAP,
+    IGNORE_INDEX,
     LESIONS,
     NO_GRADE,
     NUM_GRADES,
@@ -53,6 +62,48 @@ if TYPE_CHECKING:
     from multitask_dr.datasets.labelme import LabelmeAnnotation
 
 AnnotationFormat = Literal["auto", "png", "labelme"]
+Layout = Literal["tjdr", "flat"]
+MaskT = TypeVar("MaskT", np.ndarray, torch.Tensor)
+
+
+def check_lesions(lesions: Sequence[str] | None) -> tuple[str, ...]:
+    """The lesion types a source annotates, checked (``None``: all of them).
+
+    Raises:
+        ValueError: On a name outside :data:`~multitask_dr.lesions.LESIONS`, or none at all.
+    """
+    if lesions is None:
+        return LESIONS
+    chosen = tuple(str(lesion).strip().upper() for lesion in lesions)
+    unknown = [lesion for lesion in chosen if lesion not in LESIONS]
+    if unknown or not chosen:
+        raise ValueError(f"annotated_lesions must name some of {LESIONS}, got {list(lesions)}")
+    return tuple(lesion for lesion in LESIONS if lesion in chosen)
+
+
+def unscore_unannotated(mask: MaskT, annotated: Sequence[str], channel_axis: int = -1) -> MaskT:
+    """Mark the channels of lesion types a source does not annotate as unscored.
+
+    A source that outlines only exudates says nothing about haemorrhages: their channel is
+    :data:`~multitask_dr.lesions.IGNORE_INDEX` everywhere (no loss, no metric, no lesion-centred
+    patch, no true overlay), never background.
+
+    Args:
+        mask: ``(H, W, L)`` array, or ``(L, H, W)`` tensor with ``channel_axis=0``.
+        annotated: Lesion names the source annotates.
+        channel_axis: Where the lesion channels are.
+
+    Returns:
+        The mask (a copy when a channel changed).
+    """
+    missing = [c for c, lesion in enumerate(LESIONS) if lesion not in annotated]
+    if not missing:
+        return mask
+    mask = mask.copy() if isinstance(mask, np.ndarray) else mask.clone()
+    index = [slice(None)] * mask.ndim
+    index[channel_axis] = missing
+    mask[tuple(index)] = IGNORE_INDEX
+    return mask
 
 
 @dataclass(frozen=True)
@@ -206,28 +257,35 @@ def _files(folder: Path, suffixes: Sequence[str], problems: ProblemLog) -> dict[
 
 
 def find_records(
-    split_dir: Path, annotation: AnnotationFormat, problems: ProblemLog
+    split_dir: Path, annotation: AnnotationFormat, problems: ProblemLog, layout: Layout = "tjdr"
 ) -> list[TJDRRecord]:
     """Pair images with annotations in one split folder.
 
     Args:
-        split_dir: ``root/train`` or ``root/test``.
+        split_dir: ``root/train`` or ``root/test``; for ``layout="flat"`` the folder itself.
         annotation: ``png`` (release masks), ``labelme`` (JSON beside the images) or ``auto``
-            (the PNG when present, else the JSON).
+            (the PNG when present, else the JSON). A flat folder holds Labelme JSON only.
         problems: Where missing partners and size mismatches are reported.
+        layout: ``tjdr`` (``image/`` and ``annotation/`` folders) or ``flat`` (images and
+            Labelme JSON side by side).
 
     Returns:
         One record per usable image, sorted by name.
     """
-    image_dir = split_dir / "image"
+    if layout == "flat":
+        if annotation == "png":
+            raise ValueError("a flat folder holds Labelme JSON: use annotation 'labelme'")
+        annotation = "labelme"
+        image_dir = annotation_dir = split_dir
+    else:
+        image_dir, annotation_dir = split_dir / "image", split_dir / "annotation"
     if not image_dir.is_dir():
         raise DataError("no 'image' folder (expected the TJDR layout, see README)", path=split_dir)
-    annotation_dir = split_dir / "annotation"
     images = _files(image_dir, IMAGE_SUFFIXES, problems)
     pngs = _files(annotation_dir, (".png",), problems) if annotation != "labelme" else {}
     jsons: dict[str, Path] = {}
     if annotation != "png":
-        for folder in (image_dir, annotation_dir):
+        for folder in dict.fromkeys((image_dir, annotation_dir)):
             jsons |= _files(folder, (".json",), problems)
     grades_path = split_dir / "grades.csv"
     grades = read_grades(grades_path, problems) if grades_path.exists() else {}
@@ -309,6 +367,10 @@ class TJDRDataset(Dataset):
         rasterize: How Labelme JSON becomes masks: ``labelme`` (Labelme's own converter,
             pixel for pixel) or ``pixel_centre`` (area-unbiased); see
             :mod:`multitask_dr.datasets.rasterize`. Release PNGs are read as they are.
+        layout: ``tjdr`` (the release layout) or ``flat`` (a plain Labelme folder: ``split``
+            is then ignored and ``names`` chooses the split's images).
+        annotated_lesions: Lesion types this source annotates (``None``: all four); the
+            others' channels are unscored (:func:`unscore_unannotated`).
     """
 
     def __init__(
@@ -324,8 +386,14 @@ class TJDRDataset(Dataset):
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         cache_dir: str | Path | None = None,
         rasterize: RasterizeRule = DEFAULT_RASTERIZE,
+        layout: Layout = "tjdr",
+        annotated_lesions: Sequence[str] | None = None,
     ) -> None:
         self.rasterize = check_rule(rasterize)
+        if layout not in ("tjdr", "flat"):
+            raise ValueError(f"layout must be 'tjdr' or 'flat', got {layout!r}")
+        self.layout: Layout = layout
+        self.annotated_lesions = check_lesions(annotated_lesions)
         self.root = Path(root)
         self.split = split
         self.annotation = annotation
@@ -335,12 +403,12 @@ class TJDRDataset(Dataset):
         self.problems = ProblemLog(strict=strict)
         self.transform = transform
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        split_dir = self.root / split
+        split_dir = self.root if layout == "flat" else self.root / split
         if not split_dir.is_dir():
             raise DataError(
                 f"split folder does not exist (TJDR root is {self.root})", path=split_dir
             )
-        self.records = find_records(split_dir, annotation, self.problems)
+        self.records = find_records(split_dir, annotation, self.problems, layout)
         if names is not None:
             wanted = set(names)
             self.records = [r for r in self.records if r.name in wanted]
@@ -466,6 +534,13 @@ class TJDRDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         image, mask = self.load(index)
+        mask = unscore_unannotated(mask, self.annotated_lesions)
         sample: dict[str, Any] = {"image": image, "mask": mask, "grade": record.grade}
         sample["name"] = record.name
-        return self.transform(sample) if self.transform is not None else sample
+        if self.transform is None:
+            return sample
+        sample = self.transform(sample)
+        # Again after augmentation: what a rotation or crop fills in is background only for
+        # the lesion types this source annotates.
+        sample["mask"] = unscore_unannotated(sample["mask"], self.annotated_lesions, 0)
+        return sample

@@ -42,7 +42,8 @@ def test_seed_config_routes_seed_logging_and_checkpoints(tmp_path):
     assert config["seed_everything"] == 7 and config["data"]["init_args"]["seed"] == 7
     assert config["model"]["lr"] == 0.5 and config["data"]["init_args"]["size"] == 64
     assert config["trainer"]["logger"]["class_path"].endswith("CSVLogger")
-    dirpaths = {cb["init_args"]["dirpath"] for cb in bench.model_checkpoints(config)}
+    runs = load_script("benchmarks/cli_runs.py")
+    dirpaths = {cb["init_args"]["dirpath"] for cb in runs.model_checkpoints(config)}
     assert dirpaths == {str(tmp_path / "ckpt")}  # best and last, both out of checkpoints/
     assert base["model"]["lr"] != 0.5  # the loaded config is left alone
 
@@ -100,9 +101,9 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
 
 
 def test_overlays_merge_like_the_cli():
-    bench = load_benchmark()
+    runs = load_script("benchmarks/cli_runs.py")
     base = {"model": {"lr": 1.0, "encoder": "a"}, "trainer": {"callbacks": [1, 2]}}
     overlay = {"model": {"encoder": "b"}, "trainer": {"callbacks": [3]}}
-    merged = bench.merge(base, overlay)
+    merged = runs.merge(base, overlay)
     assert merged == {"model": {"lr": 1.0, "encoder": "b"}, "trainer": {"callbacks": [3]}}
     assert base["model"]["encoder"] == "a"  # the base is not changed

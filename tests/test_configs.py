@@ -15,7 +15,11 @@ CONFIGS = sorted(
 
 
 # Overlays and the base each goes on (`--config base --config overlay`).
-OVERLAYS = {"demo_csv.yaml": "demo.yaml", "retinamnist_pretrained.yaml": "retinamnist.yaml"}
+OVERLAYS = {
+    "demo_csv.yaml": "demo.yaml",
+    "retinamnist_pretrained.yaml": "retinamnist.yaml",
+    "joint_real.yaml": "real_lesions.yaml",
+}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
@@ -42,3 +46,18 @@ def test_pretrained_retinamnist_overlay_keeps_the_base_and_starts_from_imagenet(
     # What the overlay does not name comes from the base.
     assert printed["data"]["init_args"]["root"] == "../shared/data/retinamnist"
     assert printed["model"]["tta"] == "flips"
+
+
+def test_joint_real_overlay_adds_grading_to_both_real_lesion_sources(capsys):
+    folder = CONFIGS[0].parent
+    args = [
+        "--config",
+        str(folder / "real_lesions.yaml"),
+        "--config",
+        str(folder / "joint_real.yaml"),
+    ]
+    with pytest.raises(SystemExit):
+        main(["fit", *args, "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
+    assert [s["init_args"]["name"] for s in printed["segmentation"]] == ["heimed", "idrid"]
+    assert printed["grading"]["class_path"].endswith("RetinaMNISTDataModule")

@@ -85,6 +85,12 @@ def deciding_lesions(
     return deciders
 
 
+#: Smallest drop of the expected grade that counts as an effect: below it is float32 rounding
+#: of the re-batched forward pass (its ulp near grade 2 is 2.4e-7), which a head that never
+#: reads the maps also shows.
+EFFECT_FLOOR = 1e-6
+
+
 def attribution_hits(
     task: MultiTaskDR, dm: TJDRDataModule, deciders: dict[str, tuple[str, bool]]
 ) -> dict[str, float]:
@@ -106,7 +112,7 @@ def attribution_hits(
                 continue
             decider, necessary = deciders[name]
             top, effect = ablation.ranking(i)[0]
-            hit = int(effect > 0 and top == decider)
+            hit = int(effect > EFFECT_FLOOR and top == decider)
             for subset in ("all", decider, "necessary") if necessary else ("all", decider):
                 totals[subset] += 1
                 hits[subset] += hit

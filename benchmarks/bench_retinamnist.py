@@ -23,13 +23,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
-import csv
 import json
 import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -46,6 +43,15 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from benchmarks.cli_runs import (  # noqa: E402
+    apply_overrides,
+    checkpoint_callback,
+    load_configs,
+    mean_std,
+    read_rows,
+    route_outputs,
+    set_key,
+)
 from multitask_dr.cli import main as cli_main  # noqa: E402
 
 # MedMNIST v2 (Yang et al., Sci. Data 2023) table and MedMNIST+ (Doerrich et al., 2024).
@@ -58,76 +64,13 @@ PUBLISHED = (
 METRICS = ("acc", "auc", "qwk")
 
 
-def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``config["a"]["b"]`` for ``"a.b"``, creating dicts on the way."""
-    *parents, last = dotted.split(".")
-    node = config
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[last] = value
-
-
-def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """``overlay`` on ``base`` as LightningCLI reads ``--config base --config overlay``.
-
-    Mappings merge key by key; anything else (lists included) is replaced.
-    """
-    merged = copy.deepcopy(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def checkpoint_callback(config: dict[str, Any]) -> dict[str, Any]:
-    """The config's ``ModelCheckpoint`` entry (the benchmark needs exactly one)."""
-    found = [
-        cb
-        for cb in config["trainer"].get("callbacks", [])
-        if cb["class_path"].endswith("ModelCheckpoint")
-    ]
-    if len(found) != 1:
-        raise ValueError("the config needs exactly one ModelCheckpoint callback")
-    return found[0]
-
-
 def seed_config(base: dict[str, Any], seed: int, out: Path, overrides: list[str]) -> dict[str, Any]:
     """The experiment config for one seed: CSV logging and checkpoints under ``out``."""
-    config = copy.deepcopy(base)
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key.endswith("+"):  # KEY+=VALUE appends to a list (e.g. a callback)
-            *parents, last = key[:-1].split(".")
-            node = config
-            for part in parents:
-                node = node.setdefault(part, {})
-            node.setdefault(last, []).append(yaml.safe_load(value))
-        else:
-            set_key(config, key, yaml.safe_load(value))
+    config = apply_overrides(base, overrides)
     config["seed_everything"] = seed
     set_key(config, "data.init_args.seed", seed)
-    trainer = config["trainer"]
-    trainer["logger"] = {
-        "class_path": "lightning.pytorch.loggers.CSVLogger",
-        "init_args": {"save_dir": str(out), "name": "fit", "version": 0},
-    }
-    trainer["enable_progress_bar"] = False
-    trainer["enable_model_summary"] = False
-    checkpoint = checkpoint_callback(config)["init_args"]
-    checkpoint["dirpath"] = str(out / "ckpt")
-    checkpoint["filename"] = "best"
+    route_outputs(config, out)
     return config
-
-
-def read_rows(path: Path) -> list[dict[str, float]]:
-    """Non-empty numeric cells of a CSVLogger ``metrics.csv``."""
-    with path.open() as handle:
-        return [
-            {k: float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(handle)
-        ]
 
 
 def last_values(rows: list[dict[str, float]], prefix: str) -> dict[str, float]:
@@ -225,11 +168,6 @@ def run_seed(
     return result
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
-
-
 def report(results: list[dict[str, Any]], args: argparse.Namespace, config: dict[str, Any]) -> None:
     """Print the per-seed table and the comparison with the published rows."""
     model, data = config["model"], config["data"]["init_args"]
@@ -298,9 +236,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", ".*sys.argv.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     args.config = args.config or [REPO / "configs" / "retinamnist.yaml"]
-    base: dict[str, Any] = {}
-    for path in args.config:
-        base = merge(base, yaml.safe_load(path.read_text()))
+    base = load_configs(args.config)
     os.chdir(REPO)  # the config's data root is relative to the repository
 
     results = []

@@ -71,7 +71,7 @@ from lightning import Callback, LightningDataModule, LightningModule, Trainer  #
 from lightning.fabric.utilities.apply_func import move_data_to_device  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from multitask_dr.cli import (  # noqa: E402
+from multitask_dr.lightning_cli import (  # noqa: E402
     MultiTaskCLI,
     WandbSaveConfig,
     default_wandb_mode,

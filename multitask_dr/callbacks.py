@@ -80,20 +80,27 @@ def wandb_logger(trainer: Trainer) -> WandbLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
 
 
+def evaluation_sources(trainer: Trainer) -> list[tuple[str, Any]]:
+    """``(name, datamodule)`` per evaluation dataloader.
+
+    A datamodule of several sources says so through a public ``sources()`` method (see
+    :class:`~multitask_dr.datamodules.joint.JointDataModule`); any other is one source.
+    """
+    datamodule = trainer.datamodule
+    if hasattr(datamodule, "sources"):
+        return list(datamodule.sources())
+    name = type(datamodule).__name__.removesuffix("DataModule") if datamodule else "data"
+    return [(name, datamodule)]
+
+
 def source_names(trainer: Trainer) -> list[str]:
     """Name of each evaluation dataloader's source (``segmentation``/``grading`` when joint)."""
-    datamodule = trainer.datamodule
-    sources = getattr(datamodule, "SOURCES", None)
-    if sources:
-        return list(sources)
-    name = type(datamodule).__name__.removesuffix("DataModule") if datamodule else "data"
-    return [name]
+    return [name for name, _ in evaluation_sources(trainer)]
 
 
 def normalisation(trainer: Trainer, dataloader_idx: int) -> tuple[Any, Any] | None:
     """``(mean, std)`` the dataloader's images were normalised with, when the datamodule says."""
-    datamodule = trainer.datamodule
-    parts = datamodule._parts() if hasattr(datamodule, "_parts") else [datamodule]
+    parts = [part for _, part in evaluation_sources(trainer)]
     part = parts[min(dataloader_idx, len(parts) - 1)]
     mean, std = getattr(part, "mean", None), getattr(part, "std", None)
     return None if mean is None or std is None else (mean, std)
@@ -142,6 +149,15 @@ def pr_figure(precision: list[np.ndarray], recall: list[np.ndarray]) -> Figure:
     return fig
 
 
+def scored_lesions(mask: Tensor) -> list[bool]:
+    """Which lesion channels of one ``(L, H, W)`` mask are annotated (not all unscored).
+
+    A source that does not annotate a lesion type marks that whole channel
+    :data:`~multitask_dr.lesions.IGNORE_INDEX`; its true area is unknown, not zero.
+    """
+    return (mask != IGNORE_INDEX).flatten(1).any(dim=1).tolist()
+
+
 def panel_figure(panel: list[dict[str, Any]], alpha: float = 0.45) -> Figure:
     """Rows of image | true lesions | predicted lesions, with the grades in the titles."""
     from matplotlib.figure import Figure
@@ -153,9 +169,13 @@ def panel_figure(panel: list[dict[str, Any]], alpha: float = 0.45) -> Figure:
     for r, item in enumerate(panel):
         pred = release_index_mask(item["pred"].astype(np.float32), 0.5)
         true_cell = (np.zeros_like(item["image"]), "no lesion labels")
-        if item["true"] is not None:
+        if item["true"] is not None and any(item["scored"]):
             true = release_index_mask(item["true"].astype(np.float32), 0.5)
-            true_cell = (overlay(item["image"], true, alpha, None), "true lesions")
+            title = "true lesions"
+            if not all(item["scored"]):
+                named = [lesion for lesion, s in zip(LESIONS, item["scored"], strict=True) if s]
+                title += f" ({', '.join(named)} only annotated)"
+            true_cell = (overlay(item["image"], true, alpha, None), title)
         cells = [
             (item["image"], item["caption"]),
             true_cell,
@@ -347,14 +367,18 @@ class WandbMedia(Callback):
             row |= {f"p{g}": float(p) for g, p in enumerate(grade_probs[i].tolist())}
             predicted = lesion_statistics(binary[i], probs_np[i])
             true = None
+            scored = [False] * len(LESIONS)
             if mask is not None:
                 true_np = (mask[i] == 1).cpu().numpy()
                 true = lesion_statistics(true_np, true_np.astype(np.float32))
+                scored = scored_lesions(mask[i])
             for c, lesion in enumerate(LESIONS):
                 row[f"{lesion}_area_pred"] = predicted[lesion]["area_px"]
                 row[f"{lesion}_count_pred"] = predicted[lesion]["count"]
-                row[f"{lesion}_area_true"] = None if true is None else true[lesion]["area_px"]
-                row[f"{lesion}_count_true"] = None if true is None else true[lesion]["count"]
+                # A lesion type the source does not annotate has no true area, not area 0.
+                known = true is not None and scored[c]
+                row[f"{lesion}_area_true"] = true[lesion]["area_px"] if known else None
+                row[f"{lesion}_count_true"] = true[lesion]["count"] if known else None
                 row[f"{lesion}_contribution"] = None if logit is None else float(logit[i, c])
                 row[f"{lesion}_effect"] = None if effects is None else float(effects[i, c])
             rows.append(row)
@@ -381,6 +405,7 @@ class WandbMedia(Callback):
                     "image": display_image(part["image"][i], stats),
                     "pred": (probs[i] > self.threshold).cpu().numpy(),
                     "true": None if mask is None else (mask[i] == 1).cpu().numpy(),
+                    "scored": [False] * len(LESIONS) if mask is None else scored_lesions(mask[i]),
                     "caption": caption,
                 }
             )
@@ -465,6 +490,8 @@ class WandbMedia(Callback):
             if item[kind] is None:
                 continue
             for c, lesion in enumerate(LESIONS):
+                if kind == "true" and not item["scored"][c]:
+                    continue  # not annotated in this source: no overlay, rather than an empty one
                 masks[f"{kind}_{lesion}"] = {
                     "mask_data": item[kind][c].astype(np.uint8) * (c + 1),
                     "class_labels": CLASS_LABELS,

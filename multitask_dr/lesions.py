@@ -85,6 +85,14 @@ DEFAULT_LABEL_MAP: Final[dict[str, str]] = {
 #: Labelme's convention for regions that must not be scored.
 IGNORE_LABELS: Final[frozenset[str]] = frozenset({"__ignore__"})
 
+#: ``label_map`` target: the shape is an ignore region (neither lesion nor background), e.g.
+#: HEI-MED's ``Other Bright Lesion``.
+IGNORE_TARGET: Final[str] = "ignore"
+
+#: ``label_map`` target: the shape is not one of our lesions (optic disc, drusen, a scar): it
+#: is left out silently and its pixels stay background.
+SKIP_TARGET: Final[str] = "none"
+
 #: Palette of the TJDR release masks (labelme / VOC colormap), index -> RGB.
 RELEASE_PALETTE: Final[tuple[tuple[int, int, int], ...]] = (
     (0, 0, 0),

@@ -49,9 +49,10 @@ from PIL import Image
 from torch import Tensor
 
 from multitask_dr.datasets.folder import restore_geometry
+from multitask_dr.datasets.images import read_image
 from multitask_dr.datasets.preprocess import FOV_THRESHOLD
 from multitask_dr.datasets.problems import DataError
-from multitask_dr.datasets.tjdr import channels_to_release_mask, read_rgb, release_palette_image
+from multitask_dr.datasets.tjdr import channels_to_release_mask, release_palette_image
 from multitask_dr.lesions import GRADE_NAMES, LESIONS, RELEASE_INDEX
 
 log = logging.getLogger(__name__)
@@ -272,7 +273,7 @@ class PredictionWriter(BasePredictionWriter):
         """Write one image's mask, overlay and report; return its summary row."""
         assert self.out is not None
         probs = restore_geometry(lesion_probs, original_size, box)  # type: ignore[arg-type]
-        image = read_rgb(path)
+        image = read_image(path)
         fov = image.max(axis=2) > FOV_THRESHOLD
         if fov.any():
             # No lesion outside the retina: the black surround only holds noise and vignetting.

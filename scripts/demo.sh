@@ -2,6 +2,8 @@
 # Set-up command 1: environment + the main job on the embedded synthetic default.
 # Generates data/synthetic/ on first use, trains the joint model (configs/demo.yaml) and tests
 # the best checkpoint. W&B runs offline unless you are logged in (`wandb login`).
+# A fit stopped by SIGTERM or Ctrl-C exits non-zero (143/130), so nothing half-trained is tested;
+# resume it with: multitask-dr fit --config configs/demo.yaml --ckpt_path checkpoints/demo/last.ckpt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup_env.sh

@@ -110,9 +110,16 @@ class Plan:
 
 
 def checkpoint_path(config: Path, work: Path) -> Path:
-    """Where ``config``'s ``ModelCheckpoint`` writes its best checkpoint, run from ``work``."""
+    """Where ``config``'s monitored ``ModelCheckpoint`` writes the best checkpoint, from ``work``.
+
+    (Configs also keep an unmonitored ``last`` checkpoint for resuming.)
+    """
     callbacks = yaml.safe_load(config.read_text())["trainer"]["callbacks"]
-    (init,) = [c["init_args"] for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
+    (init,) = [
+        c["init_args"]
+        for c in callbacks
+        if c["class_path"].endswith("ModelCheckpoint") and c["init_args"].get("monitor")
+    ]
     return work / init["dirpath"] / f"{init['filename']}.ckpt"
 
 

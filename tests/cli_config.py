@@ -19,6 +19,18 @@ def checkpoint(out: Path) -> dict[str, Any]:
     }
 
 
+def last_checkpoint(out: Path) -> dict[str, Any]:
+    """Unmonitored checkpoint rewritten every epoch at ``out/ckpt/last.ckpt`` (for resuming)."""
+    return {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {
+            "dirpath": str(out / "ckpt"),
+            "filename": "last",
+            "enable_version_counter": False,
+        },
+    }
+
+
 def wandb_logger(out: Path) -> dict[str, Any]:
     """Offline-capable W&B logger writing under ``out/wandb``."""
     return {
@@ -44,7 +56,7 @@ def tiny_joint_config(
         out: Where logs and checkpoints go.
         conditioning: Grade head mode.
         loggers: Logger entries (default: W&B only).
-        callbacks: Callbacks after the checkpoint callback.
+        callbacks: Callbacks after the two checkpoint callbacks (best and last).
         trainer: Trainer keys to add or override.
         segmentation: TJDR datamodule keys to add or override.
     """
@@ -60,7 +72,7 @@ def tiny_joint_config(
             "enable_progress_bar": False,
             "enable_model_summary": False,
             "logger": loggers if loggers is not None else [wandb_logger(out)],
-            "callbacks": [checkpoint(out), *(callbacks or [])],
+            "callbacks": [checkpoint(out), last_checkpoint(out), *(callbacks or [])],
         }
         | (trainer or {}),
         "model": TINY_MODEL | {"conditioning": conditioning},

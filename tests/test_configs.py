@@ -14,14 +14,50 @@ CONFIGS = sorted(
 )
 
 
+# Overlays and the base each goes on (`--config base --config overlay`).
+OVERLAYS = {
+    "demo_csv.yaml": "demo.yaml",
+    "retinamnist_pretrained.yaml": "retinamnist.yaml",
+    "joint_real.yaml": "real_lesions.yaml",
+}
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_config_parses(config, capsys):
     args = ["fit", "--config", str(config), "--print_config"]
-    if config.name == "demo_csv.yaml":  # an overlay: it needs the demo underneath
-        args = ["fit", "--config", str(config.parent / "demo.yaml"), *args[1:]]
+    if config.name in OVERLAYS:
+        args = ["fit", "--config", str(config.parent / OVERLAYS[config.name]), *args[1:]]
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["encoder"]
     assert printed["data"]["class_path"].startswith("multitask_dr.datamodules.")
+
+
+def test_pretrained_retinamnist_overlay_keeps_the_base_and_starts_from_imagenet(capsys):
+    base = CONFIGS[0].parent / "retinamnist.yaml"
+    overlay = CONFIGS[0].parent / "retinamnist_pretrained.yaml"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(base), "--config", str(overlay), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["encoder"] == "tu-efficientnet_lite0"
+    assert printed["model"]["encoder_weights"] == "imagenet"
+    # What the overlay does not name comes from the base.
+    assert printed["data"]["init_args"]["root"] == "../shared/data/retinamnist"
+    assert printed["model"]["tta"] == "flips"
+
+
+def test_joint_real_overlay_adds_grading_to_both_real_lesion_sources(capsys):
+    folder = CONFIGS[0].parent
+    args = [
+        "--config",
+        str(folder / "real_lesions.yaml"),
+        "--config",
+        str(folder / "joint_real.yaml"),
+    ]
+    with pytest.raises(SystemExit):
+        main(["fit", *args, "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
+    assert [s["init_args"]["name"] for s in printed["segmentation"]] == ["heimed", "idrid"]
+    assert printed["grading"]["class_path"].endswith("RetinaMNISTDataModule")

@@ -44,7 +44,7 @@ def test_plan_runs_every_gpu_config_at_its_own_resolution(check, tmp_path):
     callback = next(
         c["init_args"]
         for c in yaml.safe_load(check.SINGLE.read_text())["trainer"]["callbacks"]
-        if c["class_path"].endswith("ModelCheckpoint")
+        if c["class_path"].endswith("ModelCheckpoint") and c["init_args"].get("monitor")
     )
     assert ckpt == str(tmp_path / callback["dirpath"] / "best.ckpt")
     assert option(steps["predict tjdr_retinamnist.yaml"].argv, "--ckpt_path") == ckpt

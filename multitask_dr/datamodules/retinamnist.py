@@ -6,9 +6,8 @@ from pathlib import Path
 
 import albumentations as A
 import numpy as np
-import torch
-from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
 
 from multitask_dr.datamodules.base import SeededDataModule
 from multitask_dr.datamodules.transforms import (
@@ -18,6 +17,7 @@ from multitask_dr.datamodules.transforms import (
     augmentation_ops,
     channel_stats,
 )
+from multitask_dr.datasets.problems import DataError
 from multitask_dr.datasets.retinamnist import RetinaMNISTDataset, npz_path
 from multitask_dr.lesions import NUM_GRADES
 
@@ -43,6 +43,7 @@ class RetinaMNISTDataModule(SeededDataModule):
         mean: Per-channel normalisation mean in [0, 1] (``None``: from the train split).
         std: Per-channel normalisation std in [0, 1] (``None``: from the train split).
         download: Let medmnist download the file (needs a network).
+        strict: Raise on the first bad label row instead of reporting and skipping it.
         synthetic: When the file is missing, write a synthetic RetinaMNIST with these
             ``write_retinamnist`` arguments instead of failing (``None``: fail with a message).
         predict_dir: Folder of fundus images (any size) that ``predict`` reads: cropped to the
@@ -63,6 +64,7 @@ class RetinaMNISTDataModule(SeededDataModule):
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
         download: bool = False,
+        strict: bool = False,
         synthetic: dict[str, int] | None = None,
         predict_dir: str | None = None,
     ) -> None:
@@ -74,6 +76,7 @@ class RetinaMNISTDataModule(SeededDataModule):
         self.weighted_sampler = weighted_sampler
         self.mean, self.std = mean, std
         self.download = download
+        self.strict = strict
         self.synthetic = synthetic
         self.datasets: dict[str, RetinaMNISTDataset] = {}
 
@@ -97,6 +100,7 @@ class RetinaMNISTDataModule(SeededDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Load the splits a stage needs (``fit``: train+val, ``validate``, ``test``)."""
+        super().setup(stage)
         if stage == "predict":
             # predict_dataloader reads predict_dir after the checkpoint has restored the
             # normalisation, so predicting needs no RetinaMNIST file.
@@ -107,9 +111,19 @@ class RetinaMNISTDataModule(SeededDataModule):
             stage or "fit", ("train", "val", "test")
         )
         for split in wanted:
-            self.datasets[split] = RetinaMNISTDataset(
-                self.root, split, self.size, self.transform(split == "train"), self.download
+            dataset = RetinaMNISTDataset(
+                self.root,
+                split,
+                self.size,
+                self.transform(split == "train"),
+                self.download,
+                strict=self.strict,
             )
+            if len(dataset.problems):
+                rank_zero_warn(dataset.problems.summary())
+            if len(dataset) == 0:
+                raise DataError(f"no usable {split} samples", path=npz_path(self.root, self.size))
+            self.datasets[split] = dataset
         for split in wanted:
             counts = np.bincount(self.datasets[split].grades, minlength=NUM_GRADES)
             rank_zero_info(
@@ -119,24 +133,24 @@ class RetinaMNISTDataModule(SeededDataModule):
 
     def fit_normalisation(self) -> None:
         """Per-channel mean/std of the train split, where not configured."""
-        train = RetinaMNISTDataset(self.root, "train", self.size, download=self.download)
+        train = RetinaMNISTDataset(
+            self.root, "train", self.size, download=self.download, strict=self.strict
+        )
         mean, std = channel_stats(train.images)
         self.mean = self.mean or mean  # type: ignore[assignment]
         self.std = self.std or std  # type: ignore[assignment]
 
-    def sampler(self) -> WeightedRandomSampler | None:
-        """Inverse-frequency sampler over the train grades, when enabled."""
+    def sample_weights(self) -> np.ndarray | None:
+        """Inverse grade frequency of each training image, when ``weighted_sampler`` is on."""
         if not self.weighted_sampler:
             return None
         grades = self.datasets["train"].grades
         counts = np.bincount(grades, minlength=NUM_GRADES).astype(np.float64)
-        weights = 1.0 / np.maximum(counts[grades], 1.0)
-        generator = torch.Generator().manual_seed(self.seed)
-        return WeightedRandomSampler(weights.tolist(), len(grades), True, generator=generator)
+        return 1.0 / np.maximum(counts[grades], 1.0)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled (or class-balanced) training batches."""
-        return self.loader(self.datasets["train"], train=True, sampler=self.sampler())
+        return self.loader(self.datasets["train"], train=True, weights=self.sample_weights())
 
     def val_dataloader(self) -> DataLoader:
         """The official validation split."""

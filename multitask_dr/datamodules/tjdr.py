@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ from multitask_dr.datamodules.transforms import (
 )
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.datasets.rasterize import DEFAULT_RASTERIZE, RasterizeRule, check_rule
-from multitask_dr.datasets.tjdr import AnnotationFormat, TJDRDataset
+from multitask_dr.datasets.tjdr import (
+    AnnotationFormat,
+    Layout,
+    TJDRDataset,
+    check_lesions,
+    unscore_unannotated,
+)
 from multitask_dr.lesions import LESIONS
 
 
@@ -75,7 +82,8 @@ class TJDRDataModule(SeededDataModule):
     """Lesion segmentation on TJDR-layout data (release PNGs and/or Labelme JSON).
 
     Args:
-        root: Dataset root with ``train/`` and ``test/`` (the release layout).
+        root: Dataset root with ``train/`` and ``test/`` (the release layout), or a plain
+            Labelme folder with ``layout: flat``.
         image_size: Working resolution after cropping to the field of view (validation and
             test run on the whole image at this size; see the task's ``eval_window``).
         patch_size: Train on random ``patch_size``² patches of the working-resolution image
@@ -93,6 +101,19 @@ class TJDRDataModule(SeededDataModule):
         strict: Raise on the first bad file instead of reporting and skipping it.
         crop_fov: Crop to the retina's bounding square before resizing.
         val_fraction: Share of ``train`` held out for validation, stratified by lesion presence.
+        layout: ``tjdr`` (``train/`` and ``test/`` folders) or ``flat`` (images and Labelme
+            JSON side by side): a flat folder is split by ``seed`` into test
+            (``test_fraction``), then validation (``val_fraction`` of the rest) and train,
+            stratified by lesion presence; the split is written to
+            ``<cache_dir>/split-seed<split_seed>.csv``.
+        test_fraction: Share of a flat folder held out for testing.
+        split_seed: Seed of the train/val(/test) split (``None``: ``seed``). Fix it to train
+            several seeds on the same split and score them on the same test images.
+        annotated_lesions: Lesion types this source annotates (``None``: all four). The other
+            channels are unscored for its images everywhere (losses, metrics, lesion-centred
+            patches, W&B panels), not background: e.g. ``[EX]`` for HEI-MED.
+        name: The source's name in logs when several lesion sources train together
+            (``None``: the root folder's name).
         batch_size: Training batch size.
         eval_batch_size: Evaluation batch size (defaults to ``batch_size``).
         num_workers: DataLoader worker processes.
@@ -115,11 +136,16 @@ class TJDRDataModule(SeededDataModule):
         lesion_patch_share: float = 0.5,
         patches_per_image: int = 1,
         annotation: AnnotationFormat = "auto",
-        label_map: dict[str, str] | None = None,
+        label_map: dict[str, str | None] | None = None,
         rasterize: RasterizeRule = DEFAULT_RASTERIZE,
         strict: bool = False,
         crop_fov: bool = True,
         val_fraction: float = 0.2,
+        layout: Layout = "tjdr",
+        test_fraction: float = 0.2,
+        split_seed: int | None = None,
+        annotated_lesions: list[str] | None = None,
+        name: str | None = None,
         batch_size: int = 4,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -145,6 +171,11 @@ class TJDRDataModule(SeededDataModule):
         self.strict = strict
         self.crop_fov = crop_fov
         self.val_fraction = val_fraction
+        self.layout: Layout = layout
+        self.test_fraction = test_fraction
+        self.split_seed = seed if split_seed is None else split_seed
+        self.annotated_lesions = check_lesions(annotated_lesions)
+        self.name = name or self.root.name
         self.augment = augment if augment is not None else Augmentation()
         self.mean, self.std = mean, std
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".cache"
@@ -177,6 +208,8 @@ class TJDRDataModule(SeededDataModule):
             names=names,
             cache_dir=self.cache_dir,
             rasterize=self.rasterize,
+            layout=self.layout,
+            annotated_lesions=self.annotated_lesions,
         )
 
     def transform(self, train: bool) -> SampleTransform:
@@ -192,34 +225,68 @@ class TJDRDataModule(SeededDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Index, verify (decode once into the cache), split and attach transforms."""
+        super().setup(stage)
         if stage == "predict":
             # predict_dataloader reads predict_dir after the checkpoint has restored the
             # normalisation, so predicting needs no training data.
             return
-        full = self.dataset("train")
-        full.verify()
-        self._report(full)
+        full, test = self._train_and_test()
         if self.mean is None or self.std is None:
             self.fit_normalisation(full)
         if stage in (None, "fit", "validate"):
             names = [r.name for r in full.records]
             strata = [self._lesion_bits(full, i) for i in range(len(full))]
-            train_names, val_names = stratified_split(names, strata, self.val_fraction, self.seed)
-            self.datasets["train"] = self.dataset("train", train_names)
-            self.datasets["val"] = self.dataset("train", val_names)
+            train_names, val_names = stratified_split(
+                names, strata, self.val_fraction, self.split_seed
+            )
+            self.datasets["train"] = full.subset(train_names)
+            self.datasets["val"] = full.subset(val_names)
             self.datasets["train"].transform = self.transform(train=True)
             self.datasets["val"].transform = self.transform(train=False)
-            rank_zero_info(f"TJDR split: {len(train_names)} train / {len(val_names)} val")
+            rank_zero_info(f"{self.name} split: {len(train_names)} train / {len(val_names)} val")
+            if test is not None:
+                self._write_split(train_names, val_names, [r.name for r in test.records])
         if stage in (None, "test"):
-            test = self.dataset("test")
-            test.verify()
-            self._report(test)
+            if test is None:
+                test = self.dataset("test")
+                test.verify()
+                self._report(test)
             test.transform = self.transform(train=False)
             self.datasets["test"] = test
 
+    def _train_and_test(self) -> tuple[TJDRDataset, TJDRDataset | None]:
+        """The verified ``train`` split, and for a flat folder its seeded test part too.
+
+        A flat folder is indexed and verified once; the test share is drawn first, by
+        ``seed`` and stratified by lesion presence, so the test images never depend on
+        ``val_fraction``.
+        """
+        full = self.dataset("train")
+        full.verify()
+        self._report(full)
+        if self.layout != "flat":
+            return full, None
+        names = [r.name for r in full.records]
+        strata = [self._lesion_bits(full, i) for i in range(len(full))]
+        rest, test_names = stratified_split(names, strata, self.test_fraction, self.split_seed)
+        return full.subset(rest), full.subset(test_names)
+
+    def _write_split(self, train: list[str], val: list[str], test: list[str]) -> None:
+        """Write a flat folder's drawn split down (``name,split``), so it can be compared."""
+        path = self.cache_dir / f"split-seed{self.split_seed}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["name", "split"])
+            for split, names in (("train", train), ("val", val), ("test", test)):
+                writer.writerows([name, split] for name in names)
+        rank_zero_info(f"{self.name} split ({len(test)} test) written to {path}")
+
     def fit_normalisation(self, full: TJDRDataset | None = None) -> None:
         """Per-channel retina mean/std of (up to 64) training images, where not configured."""
-        full = full if full is not None else self.dataset("train")
+        if full is None:
+            full = self.dataset("train")
+            full.verify()
         sample = np.stack([full.load(i)[0] for i in range(min(len(full), 64))])
         mean, std = channel_stats(sample)
         self.mean = self.mean or mean  # type: ignore[assignment]
@@ -227,7 +294,8 @@ class TJDRDataModule(SeededDataModule):
 
     @staticmethod
     def _lesion_bits(dataset: TJDRDataset, index: int) -> int:
-        mask = dataset.load(index)[1]
+        # Only the annotated lesion types: an occasional mark of another type says nothing.
+        mask = unscore_unannotated(dataset.load(index)[1], dataset.annotated_lesions)
         present = [(mask[..., c] == 1).any() for c in range(len(LESIONS))]
         return sum(1 << c for c, p in enumerate(present) if p)
 
@@ -236,7 +304,8 @@ class TJDRDataModule(SeededDataModule):
         if len(dataset.problems):
             rank_zero_warn(dataset.problems.summary())
         if len(dataset) == 0:
-            raise DataError(f"{dataset.root / dataset.split}: no usable samples")
+            folder = dataset.root if dataset.layout == "flat" else dataset.root / dataset.split
+            raise DataError("no usable samples", path=folder)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches."""
@@ -250,5 +319,5 @@ class TJDRDataModule(SeededDataModule):
         return self.loader(self.datasets["val"], train=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The official ``test`` split."""
+        """The official ``test`` split (a flat folder's seeded test share)."""
         return self.loader(self.datasets["test"], train=False)

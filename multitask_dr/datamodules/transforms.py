@@ -2,12 +2,14 @@
 
 Colour operations and CLAHE run on uint8 before ``Normalize``; geometric ones move image and
 mask together. Seeding: albumentations ignores ``torch``/``numpy`` seeds, so each pipeline gets
-``seed`` at construction and :func:`seed_worker` reseeds it per DataLoader worker.
+``seed`` at construction, and training loaders reseed it for every draw
+(:class:`~multitask_dr.seeding.SeededSamples`).
 """
 
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,11 +140,18 @@ class SampleTransform:
         seed: int | None = None,
     ) -> None:
         normalise = A.Normalize(mean=mean, std=std, max_pixel_value=255.0)
-        self.pipeline = A.Compose([*ops, normalise, ToTensorV2(transpose_mask=True)], seed=seed)
+        self.pipeline = A.Compose([*ops, normalise, ToTensorV2(transpose_mask=True)])
+        if seed is not None:
+            self.set_random_seed(seed)
 
     def set_random_seed(self, seed: int) -> None:
-        """Reseed the augmentation stream (called once per DataLoader worker)."""
-        self.pipeline.set_random_seed(seed)
+        """Reseed the augmentation stream.
+
+        One generator shared by every operation: albumentations' own ``set_random_seed`` (and
+        ``Compose(seed=...)``) gives each operation a generator seeded alike, so their draws
+        coincide, e.g. a horizontal and a vertical flip of equal probability always together.
+        """
+        self.pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         """Transform one sample dict."""
@@ -159,19 +168,14 @@ class SampleTransform:
 
 
 def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: give each worker its own augmentation stream."""
-    info = torch.utils.data.get_worker_info()
-    if info is None:
-        return
+    """DataLoader ``worker_init_fn``: seed each worker's numpy and ``random`` apart.
+
+    Augmentation does not draw from them (its seeds come with each sample); this only keeps
+    anything else random in a worker from repeating the other workers.
+    """
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
-    dataset = info.dataset
-    # Subset wrappers hide the dataset that owns the transform.
-    while hasattr(dataset, "dataset") and not hasattr(dataset, "transform"):
-        dataset = dataset.dataset
-    transform = getattr(dataset, "transform", None)
-    if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(seed)
+    random.seed(seed)
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

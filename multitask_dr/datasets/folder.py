@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from multitask_dr.datasets.images import read_image
 from multitask_dr.datasets.preprocess import crop_and_resize, fov_bbox, square_box
 from multitask_dr.datasets.problems import DataError
-from multitask_dr.datasets.tjdr import read_rgb
 from multitask_dr.lesions import NO_GRADE
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class ImageFolderDataset(Dataset):
         path = self.files[index]
         error = ""
         try:
-            original = read_rgb(path)
+            original = read_image(path)
             box = crop_box(original, self.crop_fov)
             image, _ = crop_and_resize(original, None, self.image_size, self.crop_fov)
             size = original.shape[:2]

@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
@@ -55,6 +56,7 @@ from PIL import Image, ImageOps
 from shapely.geometry import LineString, MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from multitask_dr.datasets.images import decode_image, to_rgb
 from multitask_dr.datasets.problems import DataError, ProblemLog
 from multitask_dr.datasets.rasterize import (
     DEFAULT_RASTERIZE,
@@ -68,7 +70,14 @@ from multitask_dr.datasets.rasterize import (
     rasterize_labelme,
     rasterize_shapes,
 )
-from multitask_dr.lesions import DEFAULT_LABEL_MAP, IGNORE_LABELS, LESIONS, NUM_LESIONS
+from multitask_dr.lesions import (
+    DEFAULT_LABEL_MAP,
+    IGNORE_LABELS,
+    IGNORE_TARGET,
+    LESIONS,
+    NUM_LESIONS,
+    SKIP_TARGET,
+)
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +174,15 @@ class LabelmeAnnotation:
     line_width: float = 10.0
 
 
+class _SkippedShape(Exception):
+    """A shape whose label ``label_map`` sends to ``none``, or that it does not know."""
+
+    def __init__(self, label: str, known: bool) -> None:
+        super().__init__(label)
+        self.label = label
+        self.known = known
+
+
 class _ShapeError(Exception):
     """A shape-level fault; carries what lenient mode skips."""
 
@@ -174,24 +192,33 @@ class _ShapeError(Exception):
         self.skipped = skipped
 
 
-def normalise_label_map(label_map: Mapping[str, str]) -> dict[str, str]:
+def normalise_label_map(label_map: Mapping[str, str | None]) -> dict[str, str]:
     """Lower-case, strip and check a label table.
 
     Args:
-        label_map: Labelme label -> lesion name (e.g. ``{"Hemorrhage": "HE"}``).
+        label_map: Labelme label -> lesion name (e.g. ``{"Hemorrhage": "HE"}``),
+            :data:`~multitask_dr.lesions.IGNORE_TARGET` (``ignore``: an ignore region) or
+            :data:`~multitask_dr.lesions.SKIP_TARGET` (``none``, or YAML ``null``: not one of
+            our lesions, left out without a report).
 
     Returns:
-        The table with stripped lower-case keys and upper-case lesion values.
+        The table with stripped lower-case keys and values ``MA``/``HE``/``EX``/``SE``,
+        ``ignore`` or ``none``.
 
     Raises:
-        ValueError: If a value is not one of :data:`~multitask_dr.lesions.LESIONS`.
+        ValueError: If a value is none of those.
     """
     table: dict[str, str] = {}
-    for label, lesion in label_map.items():
-        value = str(lesion).strip().upper()
-        if value not in LESIONS:
+    for label, target in label_map.items():
+        value = SKIP_TARGET if target is None else str(target).strip()
+        if value.upper() in LESIONS:
+            value = value.upper()
+        elif value.lower() in (IGNORE_TARGET, SKIP_TARGET):
+            value = value.lower()
+        else:
             raise ValueError(
-                f"label_map maps {label!r} to {lesion!r}, which is not a lesion {LESIONS}"
+                f"label_map maps {label!r} to {target!r}: use a lesion {LESIONS}, "
+                f"{IGNORE_TARGET!r} (ignore region) or {SKIP_TARGET!r} (not one of ours)"
             )
         table[str(label).strip().lower()] = value
     return table
@@ -200,7 +227,7 @@ def normalise_label_map(label_map: Mapping[str, str]) -> dict[str, str]:
 def read_labelme(
     path: str | Path,
     *,
-    label_map: Mapping[str, str] = DEFAULT_LABEL_MAP,
+    label_map: Mapping[str, str | None] = DEFAULT_LABEL_MAP,
     problems: ProblemLog,
     point_radius: float = 5.0,
     line_width: float = 10.0,
@@ -247,15 +274,33 @@ def read_labelme(
     height, width = _image_size(path, data, embedded_size, image_path, problems)
 
     shapes: list[LabelmeShape] = []
+    unknown: Counter[str] = Counter()
+    first_unknown: dict[str, int] = {}
     for index, raw in enumerate(data["shapes"]):
         try:
             shape = _parse_shape(
                 raw, index, table, height, width, point_radius, line_width, path, problems
             )
+        except _SkippedShape as skipped:
+            if not skipped.known:
+                unknown[skipped.label] += 1
+                first_unknown.setdefault(skipped.label, index)
+            continue
         except _ShapeError as error:
             problems.report(path, f"shape {index}: {error.reason}", skipped=error.skipped)
             continue
         shapes.append(shape)
+    # One line per unknown label and file, not one per shape: a foreign label set (HEI-MED's
+    # has a dozen names) would otherwise bury every other message.
+    for label, count in sorted(unknown.items(), key=lambda item: first_unknown[item[0]]):
+        problems.report(
+            path,
+            f"shape {first_unknown[label]}: unknown label {label!r} on {count} shape(s); "
+            f"map it in label_map to one of "
+            f"{', '.join(LESIONS)}, {IGNORE_TARGET!r} or {SKIP_TARGET!r} ({len(table)} labels "
+            "known)",
+            skipped="shape",
+        )
 
     flags = data.get("flags")
     version = data.get("version")
@@ -306,14 +351,16 @@ def rasterize_annotation(
     known = annotation.height is not None and annotation.width is not None
     if height is not None and known and (height, width) != (annotation.height, annotation.width):
         raise DataError(
-            f"{annotation.path}: annotation is for a {annotation.width}x{annotation.height} "
-            f"image, asked to rasterize it at {width}x{height}"
+            f"annotation is for a {annotation.width}x{annotation.height} image, asked to "
+            f"rasterize it at {width}x{height}",
+            path=annotation.path,
         )
     if height is None or width is None:
         if not known:
             raise DataError(
-                f"{annotation.path}: image size unknown (no imageHeight/imageWidth, no "
-                f"imageData, image not found); pass height= and width="
+                "image size unknown (no imageHeight/imageWidth, no imageData, image not "
+                "found); pass height= and width=",
+                path=annotation.path,
             )
         height, width = annotation.height, annotation.width
     assert height is not None and width is not None  # narrowed above, for the type checker
@@ -398,12 +445,12 @@ def load_labelme_image(annotation: LabelmeAnnotation, problems: ProblemLog) -> n
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
-    return np.array(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+    # The project's one pixel conversion (16-bit scaled, not clipped), after EXIF orientation.
+    return to_rgb(ImageOps.exif_transpose(image))
 
 
 def _decode_rgb(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as image:
-        return _to_rgb(image)
+    return decode_image(data, exif_transpose=True)
 
 
 def _header_size(image: Image.Image) -> tuple[int, int]:
@@ -550,15 +597,10 @@ def _parse_shape(
     shape_type = raw.get("shape_type")
     shape_type = "polygon" if shape_type is None else shape_type  # the 2018 format has none
     where = f"{label!r} ({shape_type})"
-    if key in _IGNORE_KEYS:
-        lesion = None
-    elif key in table:
-        lesion = table[key]
-    else:
-        raise _ShapeError(
-            f"{where}: unknown label {label!r}; add it to label_map as one of "
-            f"{', '.join(LESIONS)} ({len(table)} labels known)"
-        )
+    target = IGNORE_TARGET if key in _IGNORE_KEYS else table.get(key)
+    if target is None or target == SKIP_TARGET:
+        raise _SkippedShape(label, known=target is not None)
+    lesion = None if target == IGNORE_TARGET else target
     if not isinstance(shape_type, str) or shape_type not in SHAPE_POINTS:
         raise _ShapeError(
             f"{where}: unknown shape_type {shape_type!r} (known: {', '.join(SHAPE_POINTS)})"

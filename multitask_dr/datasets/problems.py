@@ -13,11 +13,21 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from multitask_dr.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
-    """A data file is unreadable or inconsistent. The message names the file and the fault."""
+class DataError(UserError, ValueError):
+    """A data file is unreadable or inconsistent. The message names the file and the fault.
+
+    ``DataError(reason, path=path)`` keeps the two apart (``error.path``, ``error.reason``), so
+    a caller that logs the problem under the file does not repeat the path in the reason.
+    """
+
+
+class ReportedError(DataError):
+    """A file whose problem is already in the :class:`ProblemLog`: skip it, do not log it again."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class ProblemLog:
         """
         problem = Problem(Path(path), reason, skipped)
         if self.strict:
-            raise DataError(f"{problem.path}: {reason}")
+            raise DataError(reason, path=problem.path)
         self.problems.append(problem)
         log.warning("%s", problem)
 

@@ -3,7 +3,11 @@
 For a TJDR-layout root: images per split, image sizes, annotation forms, per-lesion image and
 pixel counts, lesion-free images, **duplicate images by content hash** (the public TJDR release
 has byte-identical images with different masks, two of them crossing the train/test split) and
-every reading problem. For a RetinaMNIST root: grades per split.
+every reading problem. For a RetinaMNIST root: grades per split and bad label rows.
+
+Counts cover the images that can be used (read and decoded with their annotation); the others
+are listed under problems. Exit status of ``check-data``: 0 clean, 1 problems found (an empty
+split is one), 2 the data cannot be checked at all (the command line prints why in one line).
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from multitask_dr.datasets.problems import DataError
-from multitask_dr.datasets.tjdr import TJDRDataset, image_size
+from multitask_dr.datasets.problems import DataError, ReportedError
+from multitask_dr.datasets.tjdr import TJDRDataset
 from multitask_dr.lesions import LESIONS, NUM_GRADES
 
 
@@ -97,29 +101,34 @@ def check_tjdr(root: str | Path, annotation: str = "auto", strict: bool = False)
     root = Path(root)
     report = DataReport(str(root))
     by_hash: dict[str, list[str]] = defaultdict(list)
+    if not root.is_dir():
+        raise DataError("not a folder" if root.exists() else "does not exist", path=root)
     splits = [s for s in ("train", "test") if (root / s).is_dir()]
     if not splits:
-        raise DataError(f"{root}: no train/ or test/ folder (expected the TJDR layout)")
+        raise DataError("no train/ or test/ folder (expected the TJDR layout)", path=root)
     for split in splits:
         dataset = TJDRDataset(root, split, annotation=annotation, strict=strict)  # type: ignore[arg-type]
-        rep = SplitReport(images=len(dataset))
+        rep = SplitReport()
         sizes: Counter[str] = Counter()
         forms: Counter[str] = Counter()
         with_lesion: Counter[str] = Counter({name: 0 for name in LESIONS})
         pixels: Counter[str] = Counter({name: 0 for name in LESIONS})
         grades: Counter[str] = Counter()
         for record in dataset.records:
-            width, height = image_size(record.image)
+            try:
+                image, mask = dataset.load_raw(record)
+            except ReportedError:
+                continue  # listed under its file already
+            except DataError as error:
+                dataset.problems.report(error.path or record.image, error.reason, "sample")
+                continue
+            rep.images += 1
+            height, width = image.shape[:2]
             sizes[f"{width}x{height}"] += 1
-            forms[record.annotation.suffix.lstrip(".")] += 1
+            forms[record.annotation.suffix.lstrip(".").lower()] += 1
             by_hash[_hash(record.image)].append(f"{split}/{record.name}")
             if record.grade >= 0:
                 grades[str(record.grade)] += 1
-            try:
-                _, mask = dataset.load_raw(record)
-            except DataError as error:
-                dataset.problems.report(record.image, str(error), "sample")
-                continue
             present = (mask == 1).reshape(-1, len(LESIONS)).sum(axis=0)
             for name, count in zip(LESIONS, present, strict=True):
                 pixels[name] += int(count)
@@ -128,6 +137,8 @@ def check_tjdr(root: str | Path, annotation: str = "auto", strict: bool = False)
         rep.sizes, rep.annotation_forms = dict(sizes), dict(forms)
         rep.images_with, rep.pixels = dict(with_lesion), dict(pixels)
         rep.grades = {str(g): grades[str(g)] for g in range(NUM_GRADES) if grades[str(g)]}
+        if rep.images == 0:
+            dataset.problems.report(root / split, "no usable images", "split")
         report.splits[split] = rep
         report.problems += [str(p) for p in dataset.problems.problems]
     report.duplicates = sorted(sorted(g) for g in by_hash.values() if len(g) > 1)
@@ -137,22 +148,36 @@ def check_tjdr(root: str | Path, annotation: str = "auto", strict: bool = False)
     return report
 
 
-def check_retinamnist(root: str | Path, size: int = 28) -> DataReport:
-    """Grades per split of a RetinaMNIST file."""
+def check_retinamnist(root: str | Path, size: int = 28, strict: bool = False) -> DataReport:
+    """Grades per split of a RetinaMNIST file, and its bad label rows.
+
+    Args:
+        root: Folder holding medmnist's npz files.
+        size: Which file (28, 64, 128, 224).
+        strict: Raise on the first bad row instead of listing it.
+    """
     from multitask_dr.datasets.retinamnist import RetinaMNISTDataset
 
     report = DataReport(str(root))
     for split in ("train", "val", "test"):
-        grades = RetinaMNISTDataset(root, split, size).grades
-        counts = np.bincount(grades, minlength=NUM_GRADES)
+        dataset = RetinaMNISTDataset(root, split, size, strict=strict)
+        if len(dataset) == 0:
+            dataset.problems.report(dataset.root, f"no usable {split} images", "split")
+        counts = np.bincount(dataset.grades, minlength=NUM_GRADES)
         report.splits[split] = SplitReport(
-            images=len(grades), grades={str(g): int(c) for g, c in enumerate(counts)}
+            images=len(dataset), grades={str(g): int(c) for g, c in enumerate(counts)}
         )
+        report.problems += [str(p) for p in dataset.problems.problems]
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``multitask-dr check-data``: print a dataset report; exit 1 when problems were found."""
+    """``multitask-dr check-data``: print a dataset report; exit 1 when problems were found.
+
+    Raises:
+        DataError: When the data cannot be checked (missing root, unreadable npz, or the first
+            problem with ``--strict``); the command line prints it as one line, exit 2.
+    """
     parser = argparse.ArgumentParser(
         prog="multitask-dr check-data",
         description="Report counts, sizes, duplicate images and reading problems of a dataset.",
@@ -167,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.format == "tjdr":
         report = check_tjdr(args.root, args.annotation, args.strict)
     else:
-        report = check_retinamnist(args.root, args.size)
+        report = check_retinamnist(args.root, args.size, args.strict)
     print(json.dumps(asdict(report), indent=2) if args.json else report.to_text())
     return 1 if report.problems else 0
 

@@ -24,9 +24,14 @@ from typing import Final
 import torch
 from torch import Tensor, nn
 
+from multitask_dr.errors import UserError
 
-class PretrainedWeightsError(RuntimeError):
-    """Weights were asked for that cannot be loaded here (package missing, file broken)."""
+
+class PretrainedWeightsError(UserError, RuntimeError):
+    """Weights were asked for that cannot be loaded here (package missing, file broken).
+
+    A :class:`~multitask_dr.errors.UserError`: the command line prints it as one line.
+    """
 
 
 @dataclass(frozen=True)

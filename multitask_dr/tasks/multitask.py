@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
-from lightning import LightningModule
+from lightning import Callback, LightningModule
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
@@ -40,11 +39,13 @@ from torchmetrics.classification import (
     MultilabelStatScores,
 )
 
+from multitask_dr.checkpoints import check_checkpoint
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS, NUM_GRADES, NUM_LESIONS
 from multitask_dr.models.heads import Combine, Conditioning
 from multitask_dr.models.inference import sliding_window
 from multitask_dr.models.network import MultiTaskNet
 from multitask_dr.models.ordinal import GradeOutput, grade_loss, grade_probabilities
+from multitask_dr.seeding import StepSeed
 from multitask_dr.tasks.metrics import BinnedAveragePrecision
 
 LossWeighting = Literal["fixed", "uncertainty"]
@@ -94,6 +95,27 @@ def split_sources(batch: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if "image" in batch:
         return {"batch": batch}
     return {name: part for name, part in batch.items() if part is not None}
+
+
+def lesion_scores(prefix: str, stats: Metric, aupr: Metric) -> dict[str, Tensor]:
+    """Per-lesion and mean Dice, IoU and AUPR from accumulated metrics (the NaN rule above).
+
+    Args:
+        prefix: Key prefix, e.g. ``val/seg`` or ``test/seg/heimed``.
+        stats: A ``MultilabelStatScores(average=None)``: per lesion tp, fp, tn, fn, support.
+        aupr: The matching :class:`BinnedAveragePrecision`.
+    """
+    counts = stats.compute().float()
+    tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 3]
+    dice = torch.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), torch.nan)
+    iou = torch.where(tp + fp + fn > 0, tp / (tp + fp + fn), torch.nan)
+    precision = torch.where(tp + fn > 0, aupr.compute().float(), torch.nan)
+    results: dict[str, Tensor] = {}
+    for name, values in (("dice", dice), ("iou", iou), ("aupr", precision)):
+        for lesion, value in zip(LESIONS, values, strict=True):
+            results[f"{prefix}/{name}_{lesion}"] = value
+        results[f"{prefix}/{name}_mean"] = values.nanmean()
+    return results
 
 
 class MultiTaskDR(LightningModule):
@@ -220,11 +242,10 @@ class MultiTaskDR(LightningModule):
         own weights strictly, and a checkpoint saved from it holds one model.
 
         Raises:
-            FileNotFoundError: When a member checkpoint does not exist.
+            CheckpointError: When a member checkpoint is missing or not a readable checkpoint.
         """
         for path in self.hparams.ensemble_checkpoints or []:
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"ensemble checkpoint {path} does not exist")
+            check_checkpoint(path, "ensemble checkpoint")
         self._members: list[MultiTaskDR] | None = None
 
     @property
@@ -293,6 +314,7 @@ class MultiTaskDR(LightningModule):
                     "confusion": MulticlassConfusionMatrix(NUM_GRADES),
                 }
             )
+        self.per_source = nn.ModuleDict()  # lesion metrics per source, see lesion_source
         self._seen: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ forward & losses
@@ -468,9 +490,41 @@ class MultiTaskDR(LightningModule):
             out["grade_probs"] = torch.stack([out["grade_probs"], *extra]).mean(dim=0)
         return out
 
-    def evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, dict[str, Tensor]]:
+    def lesion_source(self, dataloader_idx: int) -> str | None:
+        """The lesion source an evaluation dataloader reads, when several are scored apart.
+
+        A datamodule with several lesion sources names them in ``lesion_sources`` (in the order
+        of its evaluation dataloaders); each then gets its own lesion metrics besides the pooled
+        ones, e.g. ``test/seg/heimed/aupr_EX``.
+        """
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        sources = getattr(datamodule, "lesion_sources", None) or []
+        if len(sources) < 2 or dataloader_idx >= len(sources):
+            return None
+        return sources[dataloader_idx]
+
+    def source_lesion_metrics(self, stage: str, source: str) -> nn.ModuleDict:
+        """The lesion metrics of one source, made on first use (sources are known at run time)."""
+        key = f"{stage}_{source}"
+        if key not in self.per_source:
+            self.per_source[key] = nn.ModuleDict(
+                {
+                    "stats": MultilabelStatScores(
+                        NUM_LESIONS, threshold=0.5, average=None, ignore_index=IGNORE_INDEX
+                    ),
+                    "aupr": BinnedAveragePrecision(
+                        NUM_LESIONS, thresholds=200, ignore_index=IGNORE_INDEX
+                    ),
+                }
+            ).to(self.device)
+        return self.per_source[key]
+
+    def evaluate(
+        self, batch: dict[str, Any], stage: str, dataloader_idx: int = 0
+    ) -> dict[str, dict[str, Tensor]]:
         """Update the stage's metrics; return each source's outputs (for callbacks' media)."""
         outputs = {}
+        lesion_source = self.lesion_source(dataloader_idx)
         for name, part in split_sources(batch).items():
             out = self.evaluation_forward(part["image"])
             outputs[name] = out
@@ -483,6 +537,9 @@ class MultiTaskDR(LightningModule):
                 self.metrics[f"{stage}_seg_stats"].update(out["lesion_probs"], mask)
                 self.metrics[f"{stage}_seg_aupr"].update(out["lesion_probs"], mask)
                 self.metrics[f"{stage}_seg_loss"].update(seg, weight=size)
+                if lesion_source is not None:
+                    for metric in self.source_lesion_metrics(stage, lesion_source).values():
+                        metric.update(out["lesion_probs"], mask)
             graded = part["grade"] >= 0
             if grade is not None:
                 seen.add("grade")
@@ -496,13 +553,13 @@ class MultiTaskDR(LightningModule):
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, dict[str, Tensor]]:
         """Accumulate validation metrics; the outputs go to callbacks (e.g. ``WandbMedia``)."""
-        return self.evaluate(batch, "val")
+        return self.evaluate(batch, "val", dataloader_idx)
 
     def test_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, dict[str, Tensor]]:
         """Accumulate test metrics; the outputs go to callbacks (e.g. ``WandbMedia``)."""
-        return self.evaluate(batch, "test")
+        return self.evaluate(batch, "test", dataloader_idx)
 
     def predict_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
@@ -528,16 +585,14 @@ class MultiTaskDR(LightningModule):
             }
         headline = []
         if "seg" in seen:
-            stats = self.metrics[f"{stage}_seg_stats"].compute().float()  # (L, 5): tp fp tn fn sup
-            tp, fp, fn = stats[:, 0], stats[:, 1], stats[:, 3]
-            dice = torch.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), torch.nan)
-            iou = torch.where(tp + fp + fn > 0, tp / (tp + fp + fn), torch.nan)
-            aupr = self.metrics[f"{stage}_seg_aupr"].compute().float()
-            aupr = torch.where(tp + fn > 0, aupr, torch.nan)
-            for name, values in (("dice", dice), ("iou", iou), ("aupr", aupr)):
-                for lesion, value in zip(LESIONS, values, strict=True):
-                    results[f"{stage}/seg/{name}_{lesion}"] = value
-                results[f"{stage}/seg/{name}_mean"] = values.nanmean()
+            pooled = (self.metrics[f"{stage}_seg_stats"], self.metrics[f"{stage}_seg_aupr"])
+            results |= lesion_scores(f"{stage}/seg", *pooled)
+            for key, pair in self.per_source.items():
+                if key.startswith(f"{stage}_"):
+                    source = key.removeprefix(f"{stage}_")
+                    results |= lesion_scores(f"{stage}/seg/{source}", pair["stats"], pair["aupr"])
+                    for metric in pair.values():
+                        metric.reset()
             headline.append(results[f"{stage}/seg/aupr_mean"])
             results[f"{stage}/seg_loss"] = self.metrics[f"{stage}_seg_loss"].compute()
         if "grade" in seen:
@@ -563,6 +618,10 @@ class MultiTaskDR(LightningModule):
     def on_test_epoch_end(self) -> None:
         """Log test metrics."""
         self.log_dict(self.compute_metrics("test"))
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Per-step seeding: a resumed ``fit`` draws the dropout and mixing of a straight one."""
+        return [StepSeed()]
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

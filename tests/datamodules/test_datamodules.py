@@ -149,6 +149,37 @@ def test_joint_yields_both_sources_per_step(synthetic_root):
     assert len(joint.val_dataloader()) == 2
 
 
+def test_training_stream_follows_seed_and_pass_not_workers_or_history(synthetic_root):
+    """What makes a resumed fit exact: pass k is the same batch stream however it is reached."""
+
+    def passes(num_workers: int, start: int = 0, count: int = 2) -> list[torch.Tensor]:
+        dm = tjdr(synthetic_root / "tjdr", num_workers=num_workers)
+        dm.setup("fit")
+        dm.load_state_dict({"train_passes": start})  # as a checkpoint restores it
+        loader = dm.train_dataloader()
+        return [torch.cat([batch["image"] for batch in loader]) for _ in range(count)]
+
+    straight, workers, resumed = passes(0), passes(2), passes(0, start=1, count=1)
+    assert torch.equal(straight[0], workers[0]) and torch.equal(straight[1], workers[1])
+    assert torch.equal(straight[1], resumed[0])
+    assert not torch.equal(straight[0], straight[1])  # each pass its own order and augmentation
+
+
+def test_augmentation_operations_draw_independently():
+    """albumentations' set_random_seed seeds every op alike: both flips or neither, always."""
+    from multitask_dr.datamodules.transforms import SampleTransform, augmentation_ops
+
+    image = np.arange(16, dtype=np.uint8).reshape(4, 4, 1).repeat(3, axis=2)
+    flips = Augmentation(0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    transform = SampleTransform(augmentation_ops(flips, 4), (0.0,) * 3, (1.0,) * 3)
+    seen = set()
+    for seed in range(40):
+        transform.set_random_seed(seed)
+        out = np.rint(transform({"image": image, "grade": 0})["image"][0].numpy() * 255)
+        seen.add((bool(out[0, 0] == image[0, -1, 0]), bool(out[0, 0] == image[-1, 0, 0])))
+    assert {(True, False), (False, True)} <= seen
+
+
 def test_tjdr_rasterize_setting_reaches_the_datasets_and_is_checked(synthetic_root):
     from jsonargparse import ArgumentParser
 

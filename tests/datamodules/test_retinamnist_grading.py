@@ -24,8 +24,10 @@ def test_config_selects_on_validation_and_reads_the_official_file():
     checkpoints = [
         cb for cb in config["trainer"]["callbacks"] if cb["class_path"].endswith("ModelCheckpoint")
     ]
-    assert len(checkpoints) == 1
-    assert checkpoints[0]["init_args"]["monitor"].startswith("val/grade/")
+    monitored = [cb for cb in checkpoints if cb["init_args"].get("monitor")]
+    assert len(monitored) == 1  # best, on a validation metric; the other one is last.ckpt
+    assert monitored[0]["init_args"]["monitor"].startswith("val/grade/")
+    assert [cb["init_args"]["filename"] for cb in checkpoints] == ["best", "last"]
     data = config["data"]["init_args"]
     assert config["data"]["class_path"].endswith("RetinaMNISTDataModule")
     assert data["root"] == "../shared/data/retinamnist" and data["size"] == 28
@@ -40,7 +42,9 @@ def test_seed_config_routes_seed_logging_and_checkpoints(tmp_path):
     assert config["seed_everything"] == 7 and config["data"]["init_args"]["seed"] == 7
     assert config["model"]["lr"] == 0.5 and config["data"]["init_args"]["size"] == 64
     assert config["trainer"]["logger"]["class_path"].endswith("CSVLogger")
-    assert bench.checkpoint_callback(config)["init_args"]["dirpath"] == str(tmp_path / "ckpt")
+    runs = load_script("benchmarks/cli_runs.py")
+    dirpaths = {cb["init_args"]["dirpath"] for cb in runs.model_checkpoints(config)}
+    assert dirpaths == {str(tmp_path / "ckpt")}  # best and last, both out of checkpoints/
     assert base["model"]["lr"] != 0.5  # the loaded config is left alone
 
 
@@ -97,9 +101,9 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
 
 
 def test_overlays_merge_like_the_cli():
-    bench = load_benchmark()
+    runs = load_script("benchmarks/cli_runs.py")
     base = {"model": {"lr": 1.0, "encoder": "a"}, "trainer": {"callbacks": [1, 2]}}
     overlay = {"model": {"encoder": "b"}, "trainer": {"callbacks": [3]}}
-    merged = bench.merge(base, overlay)
+    merged = runs.merge(base, overlay)
     assert merged == {"model": {"lr": 1.0, "encoder": "b"}, "trainer": {"callbacks": [3]}}
     assert base["model"]["encoder"] == "a"  # the base is not changed

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -175,8 +176,12 @@ def test_real_files_with_the_dr_table_report_unknown_labels(relative: str) -> No
     problems = ProblemLog(strict=False)
     annotation = read_labelme(path, problems=problems)
     assert annotation is not None
-    assert len(problems) == len(lesion_shapes)
+    # One report per unknown label and file, with its shape count.
+    labels = Counter(s["label"] for s in lesion_shapes)
+    assert len(problems) == len(labels)
     assert all("unknown label" in p.reason and p.skipped == "shape" for p in problems.problems)
+    for label, count in labels.items():
+        assert any(f"{label!r} on {count} shape(s)" in p.reason for p in problems.problems)
     assert len(annotation.shapes) == len(raw["shapes"]) - len(lesion_shapes)  # ignore kept
     mask = rasterize_annotation(annotation, *_size(annotation))
     assert not (mask == 1).any()
@@ -369,7 +374,12 @@ def test_labels_match_case_insensitively_and_ignore_wins(tmp_path: Path) -> None
 
 def test_custom_label_map_is_normalised_and_checked() -> None:
     assert normalise_label_map({" Blot ": "he"}) == {"blot": "HE"}
-    with pytest.raises(ValueError, match="not a lesion"):
+    assert normalise_label_map({"OBL": "Ignore", "Drusen": None, "Scar": "none"}) == {
+        "obl": "ignore",
+        "drusen": "none",
+        "scar": "none",
+    }
+    with pytest.raises(ValueError, match="use a lesion"):
         normalise_label_map({"drusen": "DR"})
 
 
@@ -616,3 +626,31 @@ def test_every_problem_is_listed_in_the_log(tmp_path: Path) -> None:
     for index in range(1, len(BAD_SHAPES) + 1):
         assert any(f"shape {index}:" in p.reason for p in problems.problems)
     assert f"{len(BAD_SHAPES)} data problem(s)" in problems.summary()
+
+
+def test_label_map_sends_labels_to_lesions_ignore_regions_or_nowhere(tmp_path: Path) -> None:
+    shapes = [
+        {"label": "Exudate", "points": [[2, 2], [6, 6]], "shape_type": "rectangle"},
+        {"label": "Other Bright Lesion", "points": [[10, 10], [14, 14]], "shape_type": "rectangle"},
+        {"label": "Drusen", "points": [[20, 2], [24, 6]], "shape_type": "rectangle"},
+        {"label": "Drusen", "points": [[20, 10], [24, 14]], "shape_type": "rectangle"},
+        {"label": "Artifact", "points": [[2, 20], [6, 24]], "shape_type": "rectangle"},
+        {"label": "Artifact", "points": [[10, 20], [14, 24]], "shape_type": "rectangle"},
+        {"label": "Artifact", "points": [[20, 20], [24, 24]], "shape_type": "rectangle"},
+    ]
+    path = _write(tmp_path, shapes, name="foreign.json")
+    label_map = {"exudate": "EX", "Other Bright Lesion": "ignore", "drusen": None}
+    problems = ProblemLog(strict=False)
+    annotation = read_labelme(path, label_map=label_map, problems=problems)
+    assert annotation is not None
+    # Drusen are "not one of ours": dropped without a word. Artifact is unmapped: one line.
+    assert [p.reason.split(";")[0] for p in problems.problems] == [
+        "shape 4: unknown label 'Artifact' on 3 shape(s)"
+    ]
+    mask = rasterize_annotation(annotation)
+    ex = LESIONS.index("EX")
+    assert (mask[2:7, 2:7, ex] == 1).all()
+    assert (mask[10:15, 10:15] == IGNORE_INDEX).all()  # every channel unscored there
+    assert not mask[2:7, 20:25].any() and not mask[20:25].any()  # drusen, artifacts: background
+    with pytest.raises(ValueError, match="'ignore'"):
+        read_labelme(path, label_map={"exudate": "bright"}, problems=ProblemLog())

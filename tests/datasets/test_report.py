@@ -27,7 +27,7 @@ def test_report_counts_and_finds_cross_split_duplicates(synthetic_root, tmp_path
     # Reading the Labelme form instead reports the broken JSON and keeps the rest.
     labelme = check_tjdr(root, annotation="labelme")
     assert any("002.json" in p for p in labelme.problems)
-    assert labelme.splits["train"].images == 10
+    assert labelme.splits["train"].images == 9  # counts only the images that can be used
 
 
 def test_check_data_cli_text_json_and_exit_status(synthetic_root, capsys):

@@ -4,6 +4,7 @@ import lightning
 import pytest
 import torch
 
+from multitask_dr.errors import CheckpointError
 from multitask_dr.tasks.multitask import MultiTaskDR
 
 from .conftest import TINY
@@ -48,7 +49,11 @@ def test_ensemble_averages_member_probabilities_with_its_own_tta(tmp_path):
     assert not any(p.requires_grad for p in ensemble.members[0].parameters())
 
 
-def test_missing_ensemble_checkpoint_is_named(tmp_path):
+def test_missing_or_foreign_ensemble_checkpoint_is_named(tmp_path):
     missing = tmp_path / "nope.ckpt"
-    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+    with pytest.raises(CheckpointError, match=r"nope\.ckpt: ensemble checkpoint not found"):
         MultiTaskDR(**TINY, ensemble_checkpoints=[str(missing)])
+    weights = tmp_path / "weights.pt"
+    torch.save({"encoder.weight": torch.zeros(1)}, weights)
+    with pytest.raises(CheckpointError, match=r"weights\.pt: a PyTorch file but not a Lightning"):
+        MultiTaskDR(**TINY, ensemble_checkpoints=[str(weights)])

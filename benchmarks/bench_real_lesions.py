@@ -1,0 +1,188 @@
+"""Real-lesion benchmark: HEI-MED exudates in-dataset, the IDRiD sample cross-dataset.
+
+For each variant (``pretrained``: the config as it is, EfficientNet-Lite0 from ImageNet;
+``scratch``: the same with ``model.encoder_weights=null``) and each seed it runs
+``multitask-dr fit`` on ``configs/real_lesions.yaml`` in-process (the seed goes to
+``seed_everything`` and to every lesion source; the sources' ``split_seed`` stays fixed, so every
+run is scored on the same test photographs), selects the checkpoint on validation (the config's
+monitor, ``val/seg/aupr_EX``) and touches the test splits once (``multitask-dr test
+--ckpt_path``). It prints per run and as mean ± std: HEI-MED test EX AUPR and Dice, and the IDRiD
+sample's test AUPR per lesion (another camera and population: cross-dataset).
+
+``--val-only`` never opens the test splits: use it for every choice. ``--set KEY=VALUE``
+overrides a dotted config key (value read as YAML), e.g. ``trainer.max_epochs=10``.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_real_lesions.py [--seeds 0 1 2] [--variants ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from benchmarks.cli_runs import (  # noqa: E402
+    apply_overrides,
+    checkpoint_callback,
+    load_configs,
+    mean_std,
+    read_rows,
+    route_outputs,
+)
+from multitask_dr.cli import main as cli_main  # noqa: E402
+from multitask_dr.lesions import LESIONS  # noqa: E402
+
+#: Variant -> overrides on the config.
+VARIANTS: dict[str, list[str]] = {
+    "pretrained": [],
+    "scratch": ["model.encoder_weights=null"],
+}
+#: Reported columns: (label, metric key in the test logs).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("HEI-MED EX AUPR", "test/seg/heimed/aupr_EX"),
+    ("HEI-MED EX Dice", "test/seg/heimed/dice_EX"),
+    *((f"IDRiD {lesion} AUPR", f"test/seg/idrid/aupr_{lesion}") for lesion in LESIONS),
+)
+
+
+def lesion_sources(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The config's lesion-source entries (a list under ``segmentation``, or one)."""
+    sources = config["data"]["init_args"]["segmentation"]
+    return sources if isinstance(sources, list) else [sources]
+
+
+def run_config(base: dict[str, Any], variant: str, seed: int, extra: list[str], out: Path) -> Any:
+    """The config of one run: the variant's overrides, ``seed`` everywhere, outputs in ``out``."""
+    config = apply_overrides(base, VARIANTS[variant] + extra)
+    config["seed_everything"] = seed
+    for source in lesion_sources(config):
+        source.setdefault("init_args", {})["seed"] = seed
+    route_outputs(config, out)
+    return config
+
+
+def last_logged(rows: list[dict[str, float]], key: str) -> float:
+    """The last value of ``key`` in a CSV log (NaN when never logged)."""
+    values = [row[key] for row in rows if key in row]
+    return values[-1] if values else math.nan
+
+
+def run(base: dict[str, Any], variant: str, seed: int, args: argparse.Namespace, work: Path):
+    """Fit one model, select on validation and (unless ``--val-only``) test it once."""
+    out = work / f"{variant}-seed{seed}"
+    config = run_config(base, variant, seed, args.set, out)
+    path = work / f"{variant}-seed{seed}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    start = time.perf_counter()
+    cli_main(["fit", "--config", str(path)])
+    fit_seconds = time.perf_counter() - start
+    monitor = checkpoint_callback(config)["init_args"]["monitor"]
+    fit_rows = read_rows(out / "fit" / "version_0" / "metrics.csv")
+    curve = [row[monitor] for row in fit_rows if monitor in row]
+    if not curve:
+        raise RuntimeError(f"the checkpoint monitor {monitor!r} was never logged")
+    ckpt = out / "ckpt" / "best.ckpt"
+    result: dict[str, Any] = {
+        "variant": variant,
+        "seed": seed,
+        "best_epoch": int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"]),
+        "val_monitor": max(v for v in curve if not math.isnan(v)),
+        "val_curve": curve,
+        "fit_s": fit_seconds,
+    }
+    if not args.val_only:
+        cli_main(
+            ["test", "--config", str(path), "--ckpt_path", str(ckpt)]
+            + ["--trainer.logger.init_args.name", "test"]
+        )
+        test_rows = read_rows(out / "test" / "version_0" / "metrics.csv")
+        result["test"] = {key: last_logged(test_rows, key) for _, key in COLUMNS}
+    return result
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Per-run rows, then mean ± std per variant (Markdown)."""
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, torch threads "
+        f"{torch.get_num_threads()}; config {' + '.join(p.name for p in args.config)} "
+        f"{' '.join(args.set)}; seeds {args.seeds}\n"
+    )
+    labels = [label for label, _ in COLUMNS]
+    print("| variant | seed | best epoch | val EX AUPR | " + " | ".join(labels) + " | fit s |")
+    print("|---" * (len(labels) + 5) + "|")
+    for r in results:
+        test = r.get("test", {})
+        cells = [f"{test.get(key, math.nan):.3f}" for _, key in COLUMNS]
+        print(
+            f"| {r['variant']} | {r['seed']} | {r['best_epoch']} | {r['val_monitor']:.3f} | "
+            + " | ".join(cells)
+            + f" | {r['fit_s']:.0f} |"
+        )
+    if args.val_only:
+        return
+    print("\n| variant (test, mean ± std) | " + " | ".join(labels) + " |")
+    print("|---" * (len(labels) + 1) + "|")
+    for variant in args.variants:
+        runs = [r for r in results if r["variant"] == variant]
+        cells = []
+        for _, key in COLUMNS:
+            values = [r["test"][key] for r in runs if not math.isnan(r["test"][key])]
+            cells.append(mean_std(values) if values else "n/a")
+        print(f"| {variant}, {len(runs)} seeds | " + " | ".join(cells) + " |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the arguments, run every (variant, seed) and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, action="append", help="config (+ overlays)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--val-only", action="store_true", help="never touch the test splits")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--work", type=Path, help="keep logs/checkpoints here (default: temp)")
+    parser.add_argument("--json", type=Path, help="also write the per-run results here")
+    args = parser.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)
+    for message in (".*does not have many workers.*", ".*sys.argv.*", ".*LeafSpec.*"):
+        warnings.filterwarnings("ignore", message)
+    args.config = args.config or [REPO / "configs" / "real_lesions.yaml"]
+    base = load_configs(args.config)
+    os.chdir(REPO)  # the config's data roots are relative to the repository
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for variant in args.variants:
+            for seed in args.seeds:
+                result = run(base, variant, seed, args, work)
+                results.append(result)
+                print(json.dumps({k: v for k, v in result.items() if k != "val_curve"}), flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(results, indent=2))
+    report(results, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""What the CLI-driven benchmarks share: config files and overrides, CSV metrics, summaries.
+
+Each benchmark runs the real ``multitask-dr`` CLI in-process on a config from ``configs/`` (plus
+overlays and ``--set`` overrides), logs to a CSV logger and reads the metrics back from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``config["a"]["b"]`` for ``"a.b"``, creating dicts on the way."""
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+
+
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` on ``base`` as LightningCLI reads ``--config base --config overlay``.
+
+    Mappings merge key by key; anything else (lists included) is replaced.
+    """
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_configs(paths: list[Path]) -> dict[str, Any]:
+    """A base config with overlays merged on it in order."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        config = merge(config, yaml.safe_load(path.read_text()))
+    return config
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy with ``KEY=VALUE`` set and ``KEY+=VALUE`` appended (values read as YAML)."""
+    config = copy.deepcopy(config)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.endswith("+"):  # KEY+=VALUE appends to a list (e.g. a callback)
+            *parents, last = key[:-1].split(".")
+            node = config
+            for part in parents:
+                node = node.setdefault(part, {})
+            node.setdefault(last, []).append(yaml.safe_load(value))
+        else:
+            set_key(config, key, yaml.safe_load(value))
+    return config
+
+
+def model_checkpoints(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The config's ``ModelCheckpoint`` entries (the best one and the per-epoch ``last``)."""
+    callbacks = config["trainer"].get("callbacks", [])
+    return [cb for cb in callbacks if cb["class_path"].endswith("ModelCheckpoint")]
+
+
+def checkpoint_callback(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's monitored ``ModelCheckpoint`` entry (the benchmark needs exactly one)."""
+    found = [cb for cb in model_checkpoints(config) if cb.get("init_args", {}).get("monitor")]
+    if len(found) != 1:
+        raise ValueError("the config needs exactly one monitored ModelCheckpoint callback")
+    return found[0]
+
+
+def route_outputs(config: dict[str, Any], out: Path) -> None:
+    """CSV logging under ``out/fit``, checkpoints in ``out/ckpt`` (the monitored one ``best``)."""
+    trainer = config["trainer"]
+    trainer["logger"] = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(out), "name": "fit", "version": 0},
+    }
+    trainer["enable_progress_bar"] = False
+    trainer["enable_model_summary"] = False
+    for callback in model_checkpoints(config):
+        callback.setdefault("init_args", {})["dirpath"] = str(out / "ckpt")
+    checkpoint_callback(config)["init_args"]["filename"] = "best"
+
+
+def read_rows(path: Path) -> list[dict[str, float]]:
+    """Non-empty numeric cells of a CSVLogger ``metrics.csv``."""
+    with path.open() as handle:
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def mean_std(values: list[float]) -> str:
+    """``mean ± sample std`` with three decimals."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"

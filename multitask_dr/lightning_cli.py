@@ -1,0 +1,320 @@
+"""Lightning's command line over the project: ``fit``, ``validate``, ``test``, ``predict``.
+
+Kept apart from :mod:`multitask_dr.cli`, which dispatches to it, because importing Lightning,
+torch and timm (which imports wandb) takes seconds that ``check-data`` and ``synth`` do not
+need.
+
+What it adds to :class:`~lightning.pytorch.cli.LightningCLI`:
+
+- a checked ``--ckpt_path`` (:func:`~multitask_dr.checkpoints.check_checkpoint`) and no
+  ``predict`` without one;
+- configuration values the classes reject become a :class:`~multitask_dr.errors.ConfigError`;
+- **signals**: SIGTERM (Lightning's own handling) and SIGINT (routed to it) stop ``fit`` at the
+  end of the current batch, without writing a checkpoint of the half-done epoch; the last
+  end-of-epoch checkpoint is what a resumed run starts from, and the command ends with
+  :class:`~multitask_dr.errors.Interrupted` (exit 143 or 130) instead of Lightning's exit 0.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from lightning import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import (
+    BasePredictionWriter,
+    ModelCheckpoint,
+    ProgressBar,
+    RichProgressBar,
+)
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerStatus
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+
+from multitask_dr.checkpoints import check_checkpoint
+from multitask_dr.cli import CONFIG_DIR, DEBUG_HINT, config_names
+from multitask_dr.errors import ConfigError, Interrupted, UserError
+from multitask_dr.predict import PredictionWriter
+from multitask_dr.tasks.multitask import MultiTaskDR
+
+#: ``--ckpt_path`` values Lightning resolves itself rather than reading a file of that name.
+CKPT_KEYWORDS = frozenset({"best", "last", "hpc", "registry"})
+
+
+def wandb_logged_in() -> bool:
+    """Whether W&B has credentials (an API key in the environment or ~/.netrc)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        hosts = netrc.netrc().hosts
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return any("wandb" in host for host in hosts)
+
+
+def default_wandb_mode() -> None:
+    """Run W&B offline unless the user logged in or chose a mode (``WANDB_MODE``)."""
+    if "WANDB_MODE" not in os.environ and not wandb_logged_in():
+        os.environ["WANDB_MODE"] = "offline"
+
+
+class WandbSaveConfig(SaveConfigCallback):
+    """Save the fully resolved config where each run can find it.
+
+    With a :class:`WandbLogger` the config goes into the run's own files folder (uploaded with
+    the run, never clashing with another run) and into ``run.config``, so W&B shows every
+    setting, not only the model's hyper-parameters. Other loggers get Lightning's behaviour
+    (``config.yaml`` in the log dir, overwritten); with no logger nothing is written.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Write the config once, on rank zero."""
+        if not trainer.loggers:
+            # No run to attach it to: Lightning would drop config.yaml into the working folder.
+            return
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if not wandb_loggers:
+            super().setup(trainer, pl_module, stage)
+            return
+        if self.already_saved or not trainer.is_global_zero:
+            return
+        run = wandb_loggers[0].experiment
+        if getattr(run, "disabled", False):  # WANDB_MODE=disabled: write nothing anywhere
+            self.already_saved = True
+            return
+        self.parser.save(
+            self.config,
+            os.path.join(run.dir, self.config_filename),
+            skip_none=False,
+            overwrite=True,
+            multifile=False,
+        )
+        run.config.update(flatten(self.config.as_dict()), allow_val_change=True)
+        self.already_saved = True
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (W&B filters and sorts on flat keys)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = (
+                value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+            )
+    return flat
+
+
+class MultiTaskCLI(LightningCLI):
+    """LightningCLI with the project's task and any of its datamodules."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        """List the configs in ``--help``; add the prediction writer's options."""
+        configs = config_names()
+        if configs:
+            parser.description = (parser.description or "") + (
+                f"\n\nConfigs in {CONFIG_DIR}: " + ", ".join(configs)
+            )
+        # Attached in every subcommand (it acts only in predict), so `predict` never runs
+        # without writing its results and a run's saved config says where they would go.
+        parser.add_lightning_class_args(PredictionWriter, "prediction")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, with a Rich progress bar unless one is configured or bars are off.
+
+        Added here rather than listed in every config: Lightning refuses a progress bar
+        callback together with ``--trainer.enable_progress_bar false``, which benchmarks and
+        tests pass.
+        """
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        wanted = config.get("enable_progress_bar") is not False
+        if wanted and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+            config["callbacks"] = [*callbacks, RichProgressBar()]
+        return super().instantiate_trainer(**kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` before anything reads it; ``predict`` must have one."""
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            path = self.config[subcommand].get("ckpt_path")
+            if path and str(path) not in CKPT_KEYWORDS:
+                check_checkpoint(path)
+            elif not path and subcommand == "predict":
+                raise ConfigError(
+                    "predict needs trained weights: pass --ckpt_path PATH (e.g. "
+                    "checkpoints/demo/best.ckpt); without one it would report a random model"
+                )
+        super()._parse_ckpt_path()
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a value their constructors reject is a ConfigError."""
+        try:
+            super().instantiate_classes()
+        except UserError:
+            raise
+        except (ValueError, TypeError, MisconfigurationException) as error:
+            # jsonargparse wraps a constructor's error in a page about union subtypes; the
+            # constructor's own message, at the bottom of the chain, is the one to show.
+            cause = root_cause(error)
+            if isinstance(cause, UserError):
+                raise cause from error
+            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
+            raise ConfigError(f"invalid configuration: {reason}") from error
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; a stop by SIGTERM/SIGINT becomes :class:`Interrupted` (exit 143/130).
+
+        Lightning turns SIGTERM into an exception at the end of the current batch, which
+        would end the process with status 0: a script running ``fit`` then ``test`` would go
+        on to test a half-trained model.
+        """
+        with _sigint_as_sigterm(self.trainer) as received:
+            try:
+                super()._run_subcommand(subcommand)
+            except SIGTERMException as stop:
+                raise self._interrupted(subcommand, received) from stop
+            except SystemExit as stop:
+                # Lightning answers a KeyboardInterrupt with sys.exit(1).
+                if received:
+                    raise self._interrupted(subcommand, received) from stop
+                raise
+            except MisconfigurationException as error:
+                raise ConfigError(f"invalid configuration: {error}") from error
+
+    def _interrupted(self, subcommand: str, received: list[int]) -> Interrupted:
+        signum = received[0] if received else signal.SIGTERM
+        message = f"{subcommand} stopped by {signal.Signals(signum).name}"
+        if subcommand == "fit":
+            last = resume_checkpoint(self.trainer)
+            message += f" in epoch {self.trainer.current_epoch}; " + (
+                f"resume from the last finished epoch with --ckpt_path {last}"
+                if last
+                else "no epoch checkpoint was written, nothing to resume from"
+            )
+        return Interrupted(message, 128 + signum)
+
+    def before_predict(self) -> None:
+        """A ``PredictionWriter`` the user put in ``trainer.callbacks`` replaces the CLI's."""
+        callbacks = self.trainer.callbacks
+        writers = [cb for cb in callbacks if isinstance(cb, BasePredictionWriter)]
+        if len(writers) > 1:
+            cli_writer = self.config_init[self.subcommand]["prediction"]
+            self.trainer.callbacks = [cb for cb in callbacks if cb is not cli_writer]
+
+    def predict(self, **kwargs: Any) -> Any:
+        """``Trainer.predict`` keeping nothing in memory unless ``--return_predictions true``.
+
+        The writer saves every batch; holding all lesion maps too would grow without bound.
+        """
+        if kwargs.get("return_predictions") is None:
+            kwargs["return_predictions"] = False
+        return self.trainer.predict(**kwargs)
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The first exception of the chain that ``error`` was raised from."""
+    while (cause := error.__cause__ or error.__context__) is not None:
+        error = cause
+    return error
+
+
+def resume_checkpoint(trainer: Trainer) -> str | None:
+    """The checkpoint that follows every epoch: an unmonitored ``ModelCheckpoint``'s or ``last``."""
+    callbacks = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+    for callback in callbacks:
+        if callback.monitor is None and callback.best_model_path:
+            return callback.best_model_path
+    return next((cb.last_model_path for cb in callbacks if cb.last_model_path), None)
+
+
+@contextmanager
+def _sigint_as_sigterm(trainer: Trainer | None) -> Iterator[list[int]]:
+    """While a trainer runs, a first Ctrl-C stops it as SIGTERM does; a second one at once.
+
+    Python's KeyboardInterrupt lands wherever the code is, half-way through an optimiser step
+    or a checkpoint write included; SIGTERM's flag is checked between batches. Yields the
+    signals received, for the exit status.
+    """
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        running = trainer is not None and trainer.state.status == TrainerStatus.RUNNING
+        # Lightning's SIGTERM handler is installed only while a stage runs (not during setup).
+        if running and callable(signal.getsignal(signal.SIGTERM)) and len(received) == 1:
+            print(
+                "\nStopping at the end of this batch (Ctrl-C again to abort now)", file=sys.stderr
+            )
+            signal.raise_signal(signal.SIGTERM)
+            return
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run(argv: list[str], from_command_line: bool) -> int:
+    """Run a Lightning subcommand.
+
+    Args:
+        argv: Arguments without the program name (``--debug`` already removed).
+        from_command_line: They came from ``sys.argv`` (then LightningCLI reads it, so it does
+            not warn about arguments given twice).
+
+    Returns:
+        0 (errors and stops are raised as :class:`~multitask_dr.errors.UserError`).
+    """
+    default_wandb_mode()
+    if from_command_line:
+        sys.argv = [sys.argv[0], *argv]
+    try:
+        MultiTaskCLI(
+            MultiTaskDR,
+            LightningDataModule,
+            subclass_mode_data=True,
+            save_config_callback=WandbSaveConfig,
+            save_config_kwargs={"overwrite": True},
+            args=None if from_command_line else argv,
+            parser_kwargs={
+                "description": "Joint DR lesion segmentation and grading. Configs (in "
+                f"{CONFIG_DIR}): {', '.join(config_names())}. Also: `multitask-dr synth "
+                "--help` (synthetic data), `multitask-dr check-data --help` (dataset report). "
+                + DEBUG_HINT,
+            },
+        )
+    finally:
+        finish_wandb_run()
+    return 0
+
+
+def finish_wandb_run() -> None:
+    """Close the W&B run, so the next in-process command (tests, notebooks) starts afresh.
+
+    ``wandb.teardown`` also waits for W&B's service process to write what is still queued (a
+    model artifact is recorded after ``finish`` returns) and drops the settings W&B cached at
+    its first run, so a later command in the same process sees a changed ``WANDB_MODE``.
+    """
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+        wandb.teardown()

@@ -1,0 +1,66 @@
+"""benchmarks/bench_real_lesions.py end to end on tiny synthetic sources named like the real."""
+
+import json
+import math
+import shutil
+
+import yaml
+
+from tests.cli_config import TINY_MODEL
+from tests.scripts import REPO, load_script
+
+
+def tiny_config(synthetic_root, tmp_path):
+    config = yaml.safe_load((REPO / "configs" / "real_lesions.yaml").read_text())
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for split in ("train", "test"):
+        for path in (synthetic_root / "tjdr" / split / "image").iterdir():
+            shutil.copy(path, flat / f"{split}{path.name}")
+    heimed, idrid = config["data"]["init_args"]["segmentation"]
+    size = {"image_size": 64, "patch_size": 32, "batch_size": 2, "eval_batch_size": 2}
+    heimed["init_args"] |= {"root": str(flat), "cache_dir": str(tmp_path / "c1")} | size
+    heimed["init_args"]["test_fraction"] = 0.4  # every lesion-presence stratum in the test part
+    heimed["init_args"]["label_map"] = None  # the phantoms' JSON uses the default label names
+    idrid["init_args"] |= {"root": str(synthetic_root / "tjdr"), "cache_dir": str(tmp_path / "c2")}
+    idrid["init_args"] |= size | {"patches_per_image": 1}
+    config["model"] = {**config["model"], **TINY_MODEL}
+    config["model"].pop("encoder_weights")
+    config["trainer"] |= {"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 2}
+    config["trainer"]["callbacks"] = [
+        cb for cb in config["trainer"]["callbacks"] if "WandbMedia" not in cb["class_path"]
+    ]
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_seeds_reach_every_lesion_source_and_the_split_seed_stays(tmp_path):
+    bench = load_script("benchmarks/bench_real_lesions.py")
+    base = yaml.safe_load((REPO / "configs" / "real_lesions.yaml").read_text())
+    config = bench.run_config(base, "scratch", 5, ["trainer.max_epochs=3"], tmp_path)
+    assert config["seed_everything"] == 5 and config["model"]["encoder_weights"] is None
+    sources = bench.lesion_sources(config)
+    assert [s["init_args"]["seed"] for s in sources] == [5, 5]
+    assert [s["init_args"]["split_seed"] for s in sources] == [0, 0]
+    assert config["trainer"]["max_epochs"] == 3
+    assert base["model"]["encoder_weights"] == "imagenet"  # the loaded config is left alone
+
+
+def test_benchmark_fits_selects_and_tests_each_variant(synthetic_root, tmp_path, capsys):
+    bench = load_script("benchmarks/bench_real_lesions.py")
+    config = tiny_config(synthetic_root, tmp_path)
+    out = tmp_path / "results.json"
+    bench.main(
+        ["--config", str(config), "--seeds", "0", "--work", str(tmp_path / "w"), "--json", str(out)]
+    )
+    results = json.loads(out.read_text())
+    assert [r["variant"] for r in results] == ["pretrained", "scratch"]
+    for result in results:
+        assert 0 <= result["best_epoch"] <= 1 and len(result["val_curve"]) == 2
+        assert 0.0 <= result["test"]["test/seg/heimed/aupr_EX"] <= 1.0
+        for lesion in ("MA", "HE", "EX", "SE"):
+            value = result["test"][f"test/seg/idrid/aupr_{lesion}"]
+            assert math.isnan(value) or 0.0 <= value <= 1.0
+    printed = capsys.readouterr().out
+    assert "| pretrained, 1 seeds |" in printed and "HEI-MED EX AUPR" in printed

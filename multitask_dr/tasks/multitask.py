@@ -295,8 +295,14 @@ class MultiTaskDR(LightningModule):
         """One metric set per evaluation stage (Lightning keeps their states apart)."""
         self.metrics = nn.ModuleDict()
         for stage in ("val", "test"):
+            # validate_args=False: torchmetrics' input checks (torch.unique over every pixel, a
+            # host sync on GPU) took 60 % of an update; masks are 0/1/IGNORE_INDEX by design.
             self.metrics[f"{stage}_seg_stats"] = MultilabelStatScores(
-                NUM_LESIONS, threshold=0.5, average=None, ignore_index=IGNORE_INDEX
+                NUM_LESIONS,
+                threshold=0.5,
+                average=None,
+                ignore_index=IGNORE_INDEX,
+                validate_args=False,
             )
             self.metrics[f"{stage}_seg_aupr"] = BinnedAveragePrecision(
                 NUM_LESIONS, thresholds=200, ignore_index=IGNORE_INDEX
@@ -510,7 +516,11 @@ class MultiTaskDR(LightningModule):
             self.per_source[key] = nn.ModuleDict(
                 {
                     "stats": MultilabelStatScores(
-                        NUM_LESIONS, threshold=0.5, average=None, ignore_index=IGNORE_INDEX
+                        NUM_LESIONS,
+                        threshold=0.5,
+                        average=None,
+                        ignore_index=IGNORE_INDEX,
+                        validate_args=False,
                     ),
                     "aupr": BinnedAveragePrecision(
                         NUM_LESIONS, thresholds=200, ignore_index=IGNORE_INDEX

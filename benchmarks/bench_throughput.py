@@ -831,7 +831,18 @@ def machine_line(device: torch.device) -> str:
 
 
 def run(args: argparse.Namespace, cli_args: list[str]) -> tuple[list[Row], str]:
-    """Every phase of the benchmark; returns the rows and the printed report."""
+    """Every phase of the benchmark; returns the rows and the printed report.
+
+    Logs and checkpoints go to ``--work``, or to a temporary folder removed at the end.
+    """
+    if args.work:
+        return measure_all(args, cli_args, Path(args.work))
+    with tempfile.TemporaryDirectory(prefix="bench_throughput_") as work:
+        return measure_all(args, cli_args, Path(work))
+
+
+def measure_all(args: argparse.Namespace, cli_args: list[str], work: Path) -> tuple[list[Row], str]:
+    """:func:`run` in the work folder ``work``."""
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible")
@@ -839,7 +850,6 @@ def run(args: argparse.Namespace, cli_args: list[str]) -> tuple[list[Row], str]:
         cli_args = ["--config", str(DEFAULT_CONFIGS[device.type]), *cli_args]
     if device.type == "cpu":
         cli_args = [*cli_args, "--trainer.accelerator", "cpu"]
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_throughput_"))
     results = []
     for repeat in range(args.repeats):
         sync_steps = args.sync_steps if device.type == "cuda" and repeat == 0 else 0
@@ -936,7 +946,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         help="alternate plain and framework steps in one run (default: on CPU only; on CUDA "
         "the two would share the device's queue)",
     )
-    parser.add_argument("--work", default=None, help="folder for logs/checkpoints (default: tmp)")
+    parser.add_argument(
+        "--work", default=None, help="folder for logs/checkpoints (default: a removed tmp)"
+    )
     parser.add_argument("--output", default=None, help="also write the report to this file")
     args, cli_args = parser.parse_known_args(argv)
     cuda = args.device == "cuda"

@@ -124,7 +124,8 @@ def test_lenient_fit_keeps_seven_of_eight_and_strict_fit_exits_two(
         warnings.simplefilter("ignore")
         assert main(["fit", "--config", str(path)]) == 0
         capsys.readouterr()
-        split = re.search(r"TJDR split: (\d+) train / (\d+) val", caplog.text)
+        # The source is named after its root folder.
+        split = re.search(r"tjdr split: (\d+) train / (\d+) val", caplog.text)
         assert split and int(split[1]) + int(split[2]) == IMAGES - 1
         strict = ["--data.init_args.segmentation.init_args.strict", "true"]
         assert main(["fit", "--config", str(path), *strict]) == 2

@@ -52,9 +52,9 @@ from multitask_dr.lesions import (
     LESION_NAMES,
     LESIONS,
     NO_GRADE,
-    NUM_GRADES,
     NUM_LESIONS,
 )
+from multitask_dr.models.ordinal import expected_grade
 from multitask_dr.predict import (
     OVERLAY_COLOURS,
     lesion_effects,
@@ -362,7 +362,7 @@ class WandbMedia(Callback):
                 "grade_true": None if true_grade == NO_GRADE else true_grade,
                 "grade_pred": pred_grade,
                 "correct": None if true_grade == NO_GRADE else true_grade == pred_grade,
-                "expected_grade": float(grade_probs[i] @ torch.arange(NUM_GRADES).to(grade_probs)),
+                "expected_grade": float(expected_grade(grade_probs[i])),
             }
             row |= {f"p{g}": float(p) for g, p in enumerate(grade_probs[i].tolist())}
             predicted = lesion_statistics(binary[i], probs_np[i])

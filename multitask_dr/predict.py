@@ -54,6 +54,7 @@ from multitask_dr.datasets.preprocess import FOV_THRESHOLD
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.datasets.tjdr import channels_to_release_mask, release_palette_image
 from multitask_dr.lesions import GRADE_NAMES, LESIONS, RELEASE_INDEX
+from multitask_dr.models.ordinal import expected_grade
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def grade_fields(grade_probs: np.ndarray) -> dict[str, Any]:
         "grade": grade,
         "grade_name": GRADE_NAMES[grade],
         "grade_probabilities": [round(float(p), 6) for p in grade_probs],
-        "expected_grade": float(np.dot(np.arange(len(grade_probs)), grade_probs)),
+        "expected_grade": float(expected_grade(torch.as_tensor(grade_probs, dtype=torch.float64))),
     }
 
 

@@ -35,7 +35,7 @@ from multitask_dr.attribution.core import (
     regrade,
 )
 from multitask_dr.lesions import LESIONS
-from multitask_dr.models.ordinal import grade_probabilities
+from multitask_dr.models.ordinal import expected_grade, grade_probabilities
 
 ALL = "all"
 
@@ -60,8 +60,7 @@ class Ablation:
 
     def _score(self, probs: Tensor) -> Tensor:
         if self.target == "expected_grade":
-            grades = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
-            return probs @ grades
+            return expected_grade(probs)
         return probs[..., self.target]
 
     @property
@@ -197,8 +196,7 @@ class AblationCurves:
     def scores(self) -> Tensor:
         """``(B, L, S)`` target at each scale."""
         if self.target == "expected_grade":
-            grades = torch.arange(self.probs.shape[-1], dtype=self.probs.dtype)
-            return self.probs @ grades
+            return expected_grade(self.probs)
         return self.probs[..., self.target]
 
 

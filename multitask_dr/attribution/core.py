@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from multitask_dr.lesions import LESIONS
 from multitask_dr.models.network import MultiTaskNet
-from multitask_dr.models.ordinal import grade_probabilities
+from multitask_dr.models.ordinal import expected_grade, grade_probabilities
 
 #: ``"expected_grade"`` or the index of one grade (its probability is the target).
 Target: TypeAlias = Literal["expected_grade"] | int
@@ -64,7 +64,7 @@ def grade_score(logits: Tensor, grade_output: str, target: Target) -> Tensor:
     """
     probs = grade_probabilities(logits, grade_output)  # type: ignore[arg-type]
     if target == "expected_grade":
-        return probs @ torch.arange(probs.shape[1], dtype=probs.dtype, device=probs.device)
+        return expected_grade(probs)
     if not isinstance(target, int) or not 0 <= target < probs.shape[1]:
         raise ValueError(f"target must be 'expected_grade' or a grade 0-{probs.shape[1] - 1}")
     return probs[:, target]

@@ -142,6 +142,26 @@ def check_labels(labels: np.ndarray, path: Path, split: str, problems: ProblemLo
     return usable
 
 
+def import_medmnist_retina(root: Path) -> Any:
+    """The ``RetinaMNIST`` class of medmnist, imported without leaving anything in the environment.
+
+    Importing medmnist creates its default data folder (``$MEDMNIST_ROOT``, else
+    ``~/.medmnist``). It is pointed at ``root`` for the import only and restored afterwards, so
+    no other code in the process sees a changed environment; the files are always read from
+    the ``root`` passed to the class itself.
+    """
+    previous = os.environ.get("MEDMNIST_ROOT")
+    os.environ["MEDMNIST_ROOT"] = str(root)
+    try:
+        from medmnist import RetinaMNIST
+    finally:
+        if previous is None:
+            del os.environ["MEDMNIST_ROOT"]
+        else:
+            os.environ["MEDMNIST_ROOT"] = previous
+    return RetinaMNIST
+
+
 class RetinaMNISTDataset(Dataset):
     """One split of RetinaMNIST at one size.
 
@@ -182,8 +202,7 @@ class RetinaMNISTDataset(Dataset):
             )
         if path.exists():
             check_npz(path, size)
-        os.environ.setdefault("MEDMNIST_ROOT", str(self.root))
-        from medmnist import RetinaMNIST  # imported late: it creates ~/.medmnist on import
+        RetinaMNIST = import_medmnist_retina(self.root)
 
         self.root.mkdir(parents=True, exist_ok=True)
         data = RetinaMNIST(split=split, root=str(self.root), size=size, download=download)

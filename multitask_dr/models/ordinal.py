@@ -83,6 +83,16 @@ def grade_probabilities(logits: Tensor, output: GradeOutput) -> Tensor:
     return cumulative[:, :-1] - cumulative[:, 1:]
 
 
+def expected_grade(probs: Tensor) -> Tensor:
+    """Expected grade ``sum_k k * P(grade = k)`` of grade probabilities ``(..., G)``.
+
+    A continuous severity in ``[0, G - 1]``: what attribution explains and reports show beside
+    the most probable grade.
+    """
+    grades = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+    return probs @ grades
+
+
 def grade_loss(
     logits: Tensor,
     grades: Tensor,

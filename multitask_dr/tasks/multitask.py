@@ -50,14 +50,6 @@ from multitask_dr.tasks.metrics import BinnedAveragePrecision
 
 LossWeighting = Literal["fixed", "uncertainty"]
 
-# Epoch-end values come from torchmetrics' compute(), which already all-gathers every process's
-# state under DDP: Lightning's advice to add sync_dist=True (average per-process values) does not
-# apply to them, and would print once per metric.
-warnings.filterwarnings(
-    "ignore",
-    message=r"It is recommended to use `self\.log\('(val|test)/",
-    category=PossibleUserWarning,
-)
 TestTimeAugmentation = Literal["none", "flips", "dihedral"]
 
 
@@ -628,6 +620,21 @@ class MultiTaskDR(LightningModule):
     def on_test_epoch_end(self) -> None:
         """Log test metrics."""
         self.log_dict(self.compute_metrics("test"))
+
+    def setup(self, stage: str) -> None:
+        """Silence Lightning's advice to reduce epoch metrics, once a Trainer runs this task.
+
+        The values come from torchmetrics' ``compute()``, which already all-gathers every
+        process's state under DDP: Lightning's advice to add ``sync_dist=True`` (average
+        per-process values) does not apply to them, and would print once per metric. Lightning
+        emits it after the epoch-end hook returns, so it cannot be caught around ``log_dict``;
+        the filter is installed here, when the task runs, rather than when it is imported.
+        """
+        warnings.filterwarnings(
+            "ignore",
+            message=r"It is recommended to use `self\.log\('(val|test)/",
+            category=PossibleUserWarning,
+        )
 
     def configure_callbacks(self) -> list[Callback]:
         """Per-step seeding: a resumed ``fit`` draws the dropout and mixing of a straight one."""

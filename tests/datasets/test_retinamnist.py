@@ -60,3 +60,16 @@ def test_wrong_dtype_and_broken_file(tmp_path):
 def test_unknown_size_is_rejected():
     with pytest.raises(ValueError, match="28, 64, 128, 224"):
         npz_path(".", 32)
+
+
+def test_reading_leaves_the_environment_as_it_was(monkeypatch, tmp_path):
+    import os
+
+    from multitask_dr.datasets.retinamnist import import_medmnist_retina
+
+    monkeypatch.delenv("MEDMNIST_ROOT", raising=False)
+    assert import_medmnist_retina(tmp_path).__name__ == "RetinaMNIST"
+    assert "MEDMNIST_ROOT" not in os.environ
+    monkeypatch.setenv("MEDMNIST_ROOT", "/somewhere/else")
+    import_medmnist_retina(tmp_path)
+    assert os.environ["MEDMNIST_ROOT"] == "/somewhere/else"

@@ -193,3 +193,12 @@ def test_sord_loss_penalises_distant_grades_more():
     assert sord[0] < sord[1]
     expected = -(sord_targets(grades, 5, 1.0) * far.log_softmax(1)).sum()
     assert torch.isclose(sord[1], expected)
+
+
+def test_expected_grade_is_the_probability_weighted_mean_grade():
+    from multitask_dr.models.ordinal import expected_grade
+
+    probs = torch.tensor([[1.0, 0, 0, 0, 0], [0, 0, 0, 0, 1.0], [0.5, 0, 0, 0, 0.5]])
+    assert expected_grade(probs).tolist() == [0.0, 4.0, 2.0]
+    batched = probs.expand(2, 3, 5)  # any leading shape, e.g. (batch, lesion, grades)
+    assert expected_grade(batched).shape == (2, 3)

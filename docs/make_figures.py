@@ -25,17 +25,12 @@ from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from multitask_dr.datasets.synthetic import Phantom, lesion_masks, render_phantom  # noqa: E402
-from multitask_dr.lesions import GRADE_NAMES, LESION_NAMES, LESIONS  # noqa: E402
+from multitask_dr.lesions import GRADE_NAMES, LESION_NAMES, LESIONS, lesion_colour  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent
 
-#: Overlay colour per lesion (chosen to stand out on an orange retina, not the release palette).
-OVERLAY_COLOURS: dict[str, tuple[float, float, float]] = {
-    "MA": (0.0, 0.9, 1.0),
-    "HE": (1.0, 0.1, 0.9),
-    "EX": (0.2, 1.0, 0.2),
-    "SE": (0.25, 0.45, 1.0),
-}
+#: The project's one lesion colour table, in matplotlib's [0, 1] RGB.
+OVERLAY_COLOURS: dict[str, tuple[float, float, float]] = {k: lesion_colour(k) for k in LESIONS}
 
 
 def pick_phantom(seed: int, grade: int = 4, size: int = 256) -> Phantom:

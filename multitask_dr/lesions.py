@@ -23,6 +23,22 @@ LESION_NAMES: Final[dict[str, str]] = {
 
 NUM_LESIONS: Final[int] = len(LESIONS)
 
+#: The one colour of each lesion in every picture the project draws (RGB 0-255: overlays,
+#: W&B panels, attribution plots, docs figures), chosen to stand out on an orange-red fundus.
+LESION_COLOURS: Final[dict[str, tuple[int, int, int]]] = {
+    "MA": (0, 255, 0),
+    "HE": (0, 160, 255),
+    "EX": (255, 255, 0),
+    "SE": (255, 0, 255),
+}
+
+
+def lesion_colour(lesion: str) -> tuple[float, float, float]:
+    """:data:`LESION_COLOURS` of ``lesion`` as matplotlib's RGB in ``[0, 1]``."""
+    red, green, blue = LESION_COLOURS[lesion]
+    return (red / 255, green / 255, blue / 255)
+
+
 #: ICDR grades 0-4.
 GRADE_NAMES: Final[tuple[str, ...]] = (
     "no DR",

@@ -53,18 +53,13 @@ from multitask_dr.datasets.images import read_image
 from multitask_dr.datasets.preprocess import FOV_THRESHOLD
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.datasets.tjdr import channels_to_release_mask, release_palette_image
-from multitask_dr.lesions import GRADE_NAMES, LESIONS, RELEASE_INDEX
+from multitask_dr.lesions import GRADE_NAMES, LESION_COLOURS, LESIONS, RELEASE_INDEX
 from multitask_dr.models.ordinal import expected_grade
 
 log = logging.getLogger(__name__)
 
-#: Overlay colour of each lesion (RGB): chosen to stand out on an orange-red fundus.
-OVERLAY_COLOURS: dict[str, tuple[int, int, int]] = {
-    "MA": (0, 255, 0),
-    "HE": (0, 160, 255),
-    "EX": (255, 255, 0),
-    "SE": (255, 0, 255),
-}
+#: Overlay colour of each lesion: the project's one table (kept under this name for callers).
+OVERLAY_COLOURS = LESION_COLOURS
 
 
 # ---------------------------------------------------------------------------- per-image numbers

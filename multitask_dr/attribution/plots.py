@@ -10,14 +10,12 @@ from torch import Tensor
 
 from multitask_dr.attribution.ablation import AblationCurves
 from multitask_dr.attribution.instances import InstanceAttribution
-from multitask_dr.lesions import LESIONS
+from multitask_dr.lesions import LESIONS, lesion_colour
 
-#: One colour per lesion type (RGB in [0, 1]), in channel order: MA, HE, EX, SE.
-LESION_COLOURS: tuple[tuple[float, float, float], ...] = (
-    (1.0, 0.1, 0.1),
-    (0.1, 0.9, 0.1),
-    (1.0, 0.9, 0.0),
-    (0.2, 0.6, 1.0),
+#: The project's lesion colours (:data:`~multitask_dr.lesions.LESION_COLOURS`) as RGB in
+#: ``[0, 1]``, in channel order: MA, HE, EX, SE.
+LESION_COLOURS: tuple[tuple[float, float, float], ...] = tuple(
+    lesion_colour(lesion) for lesion in LESIONS
 )
 
 

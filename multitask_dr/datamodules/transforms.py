@@ -21,6 +21,8 @@ import torch  # noqa: E402
 from albumentations.augmentations.crops.transforms import BaseCrop  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 
+from multitask_dr.datasets.preprocess import FOV_THRESHOLD  # noqa: E402
+
 
 @dataclass
 class Augmentation:
@@ -181,10 +183,12 @@ def seed_worker(worker_id: int) -> None:
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std in [0, 1] of ``(N, H, W, 3)`` uint8 images, over the retina.
 
-    Black surround pixels (all channels < 8) are excluded so the FOV's size doesn't skew them.
+    Black surround pixels (all channels below
+    :data:`~multitask_dr.datasets.preprocess.FOV_THRESHOLD`, the field-of-view crop's own
+    threshold) are excluded so the FOV's size doesn't skew them.
     """
     flat = images.reshape(-1, 3)
-    retina = flat[flat.max(axis=1) >= 8]
+    retina = flat[flat.max(axis=1) >= FOV_THRESHOLD]
     if len(retina) == 0:
         retina = flat
     values = retina.astype(np.float64) / 255.0

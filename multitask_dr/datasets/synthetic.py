@@ -65,6 +65,7 @@ from PIL import Image
 from shapely.geometry import Polygon
 
 from multitask_dr.datasets.rasterize import LabelmeDrawing, disc, rasterize_labelme
+from multitask_dr.datasets.retinamnist import SIZES, npz_path
 from multitask_dr.datasets.tjdr import channels_to_release_mask, release_palette_image
 from multitask_dr.lesions import LESIONS, NUM_GRADES
 
@@ -90,7 +91,7 @@ __all__ = [
 DEFAULT_GRADE_PROBS: Final[tuple[float, ...]] = (0.43, 0.12, 0.19, 0.18, 0.08)
 
 #: Sizes medmnist publishes RetinaMNIST at.
-RETINAMNIST_SIZES: Final[tuple[int, ...]] = (28, 64, 128, 224)
+RETINAMNIST_SIZES: Final[tuple[int, ...]] = SIZES
 
 #: RetinaMNIST phantoms are rendered once at this size and area-resized to the others.
 RETINAMNIST_RENDER_SIZE: Final[int] = 224
@@ -1009,10 +1010,8 @@ def write_tjdr(
 
 
 def retinamnist_filename(size: int) -> str:
-    """The file name medmnist uses for RetinaMNIST at ``size``."""
-    if size not in RETINAMNIST_SIZES:
-        raise ValueError(f"RetinaMNIST size must be one of {RETINAMNIST_SIZES}, got {size}")
-    return "retinamnist.npz" if size == 28 else f"retinamnist_{size}.npz"
+    """The file name medmnist uses for RetinaMNIST at ``size`` (the reader's own table)."""
+    return npz_path(".", size).name
 
 
 def write_retinamnist(

@@ -12,6 +12,7 @@ from multitask_dr.datamodules import (
 )
 from multitask_dr.datamodules.tjdr import stratified_split
 from multitask_dr.datamodules.transforms import channel_stats
+from multitask_dr.datasets.preprocess import FOV_THRESHOLD
 from multitask_dr.datasets.problems import DataError
 from tests.conftest import shared_path
 
@@ -104,7 +105,7 @@ def test_retinamnist_resizes_and_normalises_from_train_stats(synthetic_root):
     assert batch["image"].shape == (8, 3, 48, 48) and "mask" not in batch
     raw = dm.datasets["train"].images
     assert dm.mean == pytest.approx(channel_stats(raw)[0])
-    retina = raw.reshape(-1, 3)[raw.reshape(-1, 3).max(1) >= 8] / 255.0
+    retina = raw.reshape(-1, 3)[raw.reshape(-1, 3).max(1) >= FOV_THRESHOLD] / 255.0
     assert dm.mean == pytest.approx(retina.mean(0).tolist())  # the surround is left out
     assert dm.std == pytest.approx(retina.std(0).tolist())
     dm.datasets["train"].transform = dm.transform(train=False)

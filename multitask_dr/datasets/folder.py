@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from multitask_dr.datasets.images import read_image
+from multitask_dr.datasets.images import IMAGE_SUFFIXES, read_image
 from multitask_dr.datasets.preprocess import crop_and_resize, fov_bbox, square_box
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.lesions import NO_GRADE
@@ -31,7 +31,6 @@ from multitask_dr.lesions import NO_GRADE
 log = logging.getLogger(__name__)
 
 #: File endings read as images (case-insensitive).
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 
 
 def list_images(root: str | Path, recursive: bool = False) -> list[Path]:

@@ -13,7 +13,6 @@ split is one), 2 the data cannot be checked at all (the command line prints why 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from multitask_dr.datasets.problems import DataError, ReportedError
-from multitask_dr.datasets.tjdr import TJDRDataset
+from multitask_dr.datasets.tjdr import TJDRDataset, file_digest
 from multitask_dr.lesions import LESIONS, NUM_GRADES
 
 
@@ -83,10 +82,6 @@ def _pairs(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in counts.items())
 
 
-def _hash(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
-
-
 def check_tjdr(root: str | Path, annotation: str = "auto", strict: bool = False) -> DataReport:
     """Report on a TJDR-layout root (decodes every mask once, at native resolution).
 
@@ -126,7 +121,7 @@ def check_tjdr(root: str | Path, annotation: str = "auto", strict: bool = False)
             height, width = image.shape[:2]
             sizes[f"{width}x{height}"] += 1
             forms[record.annotation.suffix.lstrip(".").lower()] += 1
-            by_hash[_hash(record.image)].append(f"{split}/{record.name}")
+            by_hash[file_digest(record.image)].append(f"{split}/{record.name}")
             if record.grade >= 0:
                 grades[str(record.grade)] += 1
             present = (mask == 1).reshape(-1, len(LESIONS)).sum(axis=0)

@@ -38,7 +38,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from multitask_dr.datasets.images import describe_error, image_size, open_image, read_image
+from multitask_dr.datasets.images import (
+    IMAGE_SUFFIXES,
+    describe_error,
+    image_size,
+    open_image,
+    read_image,
+)
 from multitask_dr.datasets.preprocess import crop_and_resize
 from multitask_dr.datasets.problems import DataError, ProblemLog, ReportedError
 from multitask_dr.datasets.rasterize import DEFAULT_RASTERIZE, RasterizeRule, check_rule
@@ -57,7 +63,6 @@ from multitask_dr.lesions import (
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 if TYPE_CHECKING:
     from multitask_dr.datasets.labelme import LabelmeAnnotation
 

@@ -239,3 +239,26 @@ def test_release_png_cache_key_ignores_the_rule(tmp_path):
     default = TJDRDataset(tmp_path, "train")
     centre = TJDRDataset(tmp_path, "train", rasterize="pixel_centre")
     assert default.cache_key(default.records[0]) == centre.cache_key(centre.records[0])
+
+
+def test_tjdr_and_predict_folders_accept_the_same_image_files(tmp_path):
+    from PIL import Image
+
+    from multitask_dr.datasets.folder import ImageFolderDataset
+    from multitask_dr.datasets.images import IMAGE_SUFFIXES
+    from multitask_dr.datasets.problems import ProblemLog
+    from multitask_dr.datasets.tjdr import find_records
+
+    split = tmp_path / "train"
+    (split / "image").mkdir(parents=True)
+    (split / "annotation").mkdir()
+    pixels = np.full((16, 16, 3), 120, dtype=np.uint8)
+    for index, suffix in enumerate(IMAGE_SUFFIXES):
+        Image.fromarray(pixels).save(split / "image" / f"{index:03d}{suffix}")
+        Image.fromarray(np.zeros((16, 16), np.uint8), mode="L").convert("P").save(
+            split / "annotation" / f"{index:03d}.png"
+        )
+    problems = ProblemLog()
+    records = find_records(split, "png", problems)
+    assert [r.image.suffix for r in records] == list(IMAGE_SUFFIXES) and len(problems) == 0
+    assert len(ImageFolderDataset(str(split / "image"), 16)) == len(IMAGE_SUFFIXES)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import albumentations as A
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
@@ -16,6 +16,7 @@ from multitask_dr.datamodules.transforms import (
     SampleTransform,
     augmentation_ops,
     channel_stats,
+    resize_op,
 )
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.datasets.retinamnist import RetinaMNISTDataset, npz_path
@@ -92,9 +93,9 @@ class RetinaMNISTDataModule(SeededDataModule):
     def transform(self, train: bool) -> SampleTransform:
         """The train (augmenting) or evaluation pipeline."""
         assert self.mean is not None and self.std is not None
-        ops: list[A.BasicTransform] = []
+        ops: list[Any] = []
         if self.image_size != self.size:
-            ops.append(A.Resize(self.image_size, self.image_size))
+            ops.append(resize_op(self.image_size))
         ops += augmentation_ops(self.augment if train else NO_AUGMENTATION, self.image_size)
         return SampleTransform(ops, self.mean, self.std, seed=self.seed if train else None)
 

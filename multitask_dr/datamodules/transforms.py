@@ -8,20 +8,22 @@ mask together. Seeding: albumentations ignores ``torch``/``numpy`` seeds, so eac
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 from typing import Any
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it phones home at import otherwise
+import numpy as np
+import torch
 
-import albumentations as A  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from albumentations.augmentations.crops.transforms import BaseCrop  # noqa: E402
-from albumentations.pytorch import ToTensorV2  # noqa: E402
+from multitask_dr.datasets.preprocess import FOV_THRESHOLD
+from multitask_dr.environment import environment_defaults
 
-from multitask_dr.datasets.preprocess import FOV_THRESHOLD  # noqa: E402
+# The one import of albumentations in the package: it phones home for updates at import unless
+# told not to.
+with environment_defaults(NO_ALBUMENTATIONS_UPDATE="1"):
+    import albumentations as A
+    from albumentations.augmentations.crops.transforms import BaseCrop
+    from albumentations.pytorch import ToTensorV2
 
 
 @dataclass
@@ -178,6 +180,11 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def resize_op(size: int) -> A.BasicTransform:
+    """An op resizing to ``size``² (bilinear), e.g. to feed a small file to a larger encoder."""
+    return A.Resize(size, size)
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

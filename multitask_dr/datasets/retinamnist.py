@@ -13,7 +13,6 @@ Samples are dicts: ``image`` (H, W, 3) uint8, ``grade`` int, ``name``.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from multitask_dr.datasets.problems import DataError, ProblemLog
+from multitask_dr.environment import environment_defaults
 from multitask_dr.lesions import NUM_GRADES
 
 SIZES = (28, 64, 128, 224)
@@ -146,19 +146,12 @@ def import_medmnist_retina(root: Path) -> Any:
     """The ``RetinaMNIST`` class of medmnist, imported without leaving anything in the environment.
 
     Importing medmnist creates its default data folder (``$MEDMNIST_ROOT``, else
-    ``~/.medmnist``). It is pointed at ``root`` for the import only and restored afterwards, so
+    ``~/.medmnist``). Unless the user set it, it points at ``root`` for the import only, so
     no other code in the process sees a changed environment; the files are always read from
     the ``root`` passed to the class itself.
     """
-    previous = os.environ.get("MEDMNIST_ROOT")
-    os.environ["MEDMNIST_ROOT"] = str(root)
-    try:
+    with environment_defaults(MEDMNIST_ROOT=str(root)):
         from medmnist import RetinaMNIST
-    finally:
-        if previous is None:
-            del os.environ["MEDMNIST_ROOT"]
-        else:
-            os.environ["MEDMNIST_ROOT"] = previous
     return RetinaMNIST
 
 

@@ -73,3 +73,21 @@ def test_reading_leaves_the_environment_as_it_was(monkeypatch, tmp_path):
     monkeypatch.setenv("MEDMNIST_ROOT", "/somewhere/else")
     import_medmnist_retina(tmp_path)
     assert os.environ["MEDMNIST_ROOT"] == "/somewhere/else"
+
+
+def test_importing_albumentations_leaves_no_environment_behind():
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.environ.pop('NO_ALBUMENTATIONS_UPDATE', None); "
+        "import multitask_dr.datamodules; "
+        "import albumentations; "
+        "assert 'NO_ALBUMENTATIONS_UPDATE' not in os.environ; "
+        "assert 'MEDMNIST_ROOT' not in os.environ"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-500:]
+    # ...and the update check was skipped: it warns when it cannot reach the network.
+    assert "albumentations" not in done.stderr.lower()

@@ -197,6 +197,21 @@ def read_release_mask(path: Path) -> np.ndarray:
     return release_mask_to_channels(index_mask, path)
 
 
+def parse_grade(text: str | None) -> int:
+    """An ICDR grade 0-4 from a label file's cell (the one grade-range check of every reader).
+
+    Raises:
+        ValueError: Saying why (not an integer, outside 0-4), without the file or line.
+    """
+    try:
+        grade = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"grade {text!r} is not an integer") from None
+    if not 0 <= grade < NUM_GRADES:
+        raise ValueError(f"grade {grade} is outside 0-{NUM_GRADES - 1}")
+    return grade
+
+
 def read_grades(path: Path, problems: ProblemLog) -> dict[str, int]:
     """Read ``grades.csv`` (UTF-8, columns ``image``, ``grade``); bad rows are reported, skipped.
 
@@ -221,16 +236,10 @@ def read_grades(path: Path, problems: ProblemLog) -> dict[str, int]:
             problems.report(path, "grades CSV needs the columns 'image' and 'grade'")
             return grades
         for row in reader:
-            line = reader.line_num
             try:
-                grade = int(row["grade"])
-            except (TypeError, ValueError):
-                problems.report(
-                    path, f"line {line}: grade {row['grade']!r} is not an integer", "row"
-                )
-                continue
-            if not 0 <= grade < NUM_GRADES:
-                problems.report(path, f"line {line}: grade {grade} is outside 0-4", "row")
+                grade = parse_grade(row["grade"])
+            except ValueError as error:
+                problems.report(path, f"line {reader.line_num}: {error}", "row")
                 continue
             grades[Path(row["image"] or "").stem] = grade
     except csv.Error as error:

@@ -126,3 +126,129 @@ def write_ddr_grading(root: Path, n: int = 6, seed: int = 0) -> dict[str, dict[s
         (root / "DR_grading" / f"{split}.txt").write_text("\n".join(lines) + "\n")
         out[split] = grades
     return out
+
+
+def _lesions(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
+    """A random ``(H, W, 4)`` 0/1 mask: a few small squares per lesion inside the disc."""
+    mask = np.zeros((size, size, 4), np.uint8)
+    for channel in range(4):
+        for _ in range(int(rng.integers(1, 3))):
+            y, x = rng.integers(size // 4, 3 * size // 4, 2)
+            mask[y : y + 3, x : x + 3, channel] = 1
+    return mask
+
+
+def _palette_tif(path: Path, plane: np.ndarray) -> None:
+    """A palette TIFF holding 0/1 indices (IDRiD's masks), black and red."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(plane.astype(np.uint8), mode="P")
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    image.save(path)
+
+
+IDRID_LESIONS = {
+    "MA": "1. Microaneurysms",
+    "HE": "2. Haemorrhages",
+    "EX": "3. Hard Exudates",
+    "SE": "4. Soft Exudates",
+}
+
+
+def write_idrid_segmentation(root: Path, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """IDRiD sub-challenge A: train IDRiD_01-03, test IDRiD_04-05, with the quirks.
+
+    ``IDRiD_02`` and ``IDRiD_05`` have no SE file (IDRiD: no soft exudate there, so the
+    expected channel is all 0); the test split's ``IDRiD_04_EX.tif`` is RGBA with an opaque
+    alpha plane and lesions in red; every split has an ``5. Optic Disc`` folder (not read).
+    Returns the expected ``(H, W, 4)`` mask of each image, per split.
+    """
+    rng = np.random.default_rng(seed)
+    base = root / "A. Segmentation"
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for split, folder, numbers in (
+        ("train", "a. Training Set", (1, 2, 3)),
+        ("test", "b. Testing Set", (4, 5)),
+    ):
+        out[split] = {}
+        truth = base / "2. All Segmentation Groundtruths" / folder
+        for number in numbers:
+            name = f"IDRiD_{number:02d}"
+            _save(base / "1. Original Images" / folder / f"{name}.jpg", rng)
+            mask = _lesions(rng)
+            if number in (2, 5):
+                mask[..., 3] = 0
+            for channel, (lesion, sub) in enumerate(IDRID_LESIONS.items()):
+                path = truth / sub / f"{name}_{lesion}.tif"
+                if lesion == "SE" and number in (2, 5):
+                    continue
+                if name == "IDRiD_04" and lesion == "EX":
+                    rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
+                    rgba[..., 0] = mask[..., channel] * 255
+                    rgba[..., 3] = 255  # opaque: alpha is not the lesion
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(rgba, mode="RGBA").save(path)
+                else:
+                    _palette_tif(path, mask[..., channel])
+            _palette_tif(truth / "5. Optic Disc" / f"{name}_OD.tif", np.ones((SIZE, SIZE)))
+            out[split][name] = mask
+    return out
+
+
+def write_ddr_segmentation(root: Path, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """DDR lesion segmentation: two images per split; ``valid`` has ``segmentation label/``.
+
+    Masks are greyscale TIFFs with 0/255. The train split's second image has no SE file: its
+    expected SE channel is unscored (255).
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for split in ("train", "valid", "test"):
+        out[split] = {}
+        split_dir = root / "lesion_segmentation" / split
+        label = split_dir / ("segmentation label" if split == "valid" else "label")
+        for i in range(2):
+            name = f"20170{i}13102{split[0]}"
+            _save(split_dir / "image" / f"{name}.jpg", rng)
+            mask = _lesions(rng)
+            for channel, lesion in enumerate(("MA", "HE", "EX", "SE")):
+                if split == "train" and i == 1 and lesion == "SE":
+                    mask[..., channel] = 255
+                    continue
+                path = label / lesion / f"{name}.tif"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask[..., channel] * 255, mode="L").save(path)
+            out[split][name] = mask
+    return out
+
+
+FGADR_FOLDERS = {
+    "MA": "Microaneurysms_Masks",
+    "HE": "Hemohedge_Masks",
+    "EX": "HardExudate_Masks",
+    "SE": "SoftExudate_Masks",
+}
+
+
+def write_fgadr(root: Path, n: int = 10, seed: int = 0) -> tuple[dict[str, np.ndarray], dict]:
+    """FGADR Seg-set: ``Original_Images/``, four mask folders, header-less grade CSV.
+
+    Image 0 has no ``SoftExudate_Masks`` entry (expected SE unscored). Returns the expected
+    masks and grades by name.
+    """
+    rng = np.random.default_rng(seed)
+    masks, grades = {}, {}
+    for i in range(n):
+        name = f"{i + 1:04d}_{'ABCD'[i % 4]}"
+        _save(root / "Original_Images" / f"{name}.png", rng)
+        mask = _lesions(rng)
+        for channel, (lesion, folder) in enumerate(FGADR_FOLDERS.items()):
+            if i == 0 and lesion == "SE":
+                mask[..., channel] = 255
+                continue
+            path = root / folder / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask[..., channel] * 255, mode="L").save(path)
+        masks[name], grades[name] = mask, i % 5
+    lines = [f"{name}.png,{grade}" for name, grade in grades.items()]
+    (root / "DR_Seg_Grading_Label.csv").write_text("\n".join(lines) + "\n")
+    return masks, grades

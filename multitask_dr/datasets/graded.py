@@ -48,10 +48,10 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
-from multitask_dr.datasets.images import describe_error, read_image
+from multitask_dr.datasets.images import IMAGE_SUFFIXES, describe_error, read_image
 from multitask_dr.datasets.preprocess import crop_and_resize
 from multitask_dr.datasets.problems import DataError, ProblemLog
-from multitask_dr.datasets.tjdr import IMAGE_SUFFIXES, cached_file_digest, parse_grade
+from multitask_dr.datasets.tjdr import cached_file_digest, parse_grade
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from multitask_dr.datasets.problems import DataError
 
+#: File endings read as dataset photographs (case-insensitive), by every dataset reader.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
 #: PIL modes that ``convert("RGB")`` maps without losing range.
 _EIGHT_BIT_MODES = frozenset(
     {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}

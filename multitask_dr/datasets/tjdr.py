@@ -38,7 +38,18 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from multitask_dr.datasets.images import describe_error, image_size, open_image, read_image
+from multitask_dr.datasets.images import (
+    IMAGE_SUFFIXES,
+    describe_error,
+    image_size,
+    open_image,
+    read_image,
+)
+from multitask_dr.datasets.lesion_files import (
+    LesionFilesRecord,
+    find_lesion_files,
+    read_lesion_files,
+)
 from multitask_dr.datasets.preprocess import crop_and_resize
 from multitask_dr.datasets.problems import DataError, ProblemLog, ReportedError
 from multitask_dr.datasets.rasterize import DEFAULT_RASTERIZE, RasterizeRule, check_rule
@@ -57,12 +68,14 @@ from multitask_dr.lesions import (
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 if TYPE_CHECKING:
     from multitask_dr.datasets.labelme import LabelmeAnnotation
 
 AnnotationFormat = Literal["auto", "png", "labelme"]
-Layout = Literal["tjdr", "flat"]
+Layout = Literal["tjdr", "flat", "idrid", "ddr", "fgadr"]
+
+#: Layouts with one mask file per lesion type (:mod:`multitask_dr.datasets.lesion_files`).
+PER_LESION_LAYOUTS = ("idrid", "ddr", "fgadr")
 MaskT = TypeVar("MaskT", np.ndarray, torch.Tensor)
 
 
@@ -394,8 +407,11 @@ class TJDRDataset(Dataset):
         rasterize: How Labelme JSON becomes masks: ``labelme`` (Labelme's own converter,
             pixel for pixel) or ``pixel_centre`` (area-unbiased); see
             :mod:`multitask_dr.datasets.rasterize`. Release PNGs are read as they are.
-        layout: ``tjdr`` (the release layout) or ``flat`` (a plain Labelme folder: ``split``
-            is then ignored and ``names`` chooses the split's images).
+        layout: ``tjdr`` (the release layout), ``flat`` (a plain Labelme folder: ``split``
+            is then ignored and ``names`` chooses the split's images), or a public dataset
+            with one mask file per lesion: ``idrid``, ``ddr``, ``fgadr`` (``root`` is that
+            dataset's root, ``split`` one of its official splits, ``annotation`` and
+            ``label_map`` unused; see :mod:`multitask_dr.datasets.lesion_files`).
         annotated_lesions: Lesion types this source annotates (``None``: all four); the
             others' channels are unscored (:func:`unscore_unannotated`).
     """
@@ -417,8 +433,10 @@ class TJDRDataset(Dataset):
         annotated_lesions: Sequence[str] | None = None,
     ) -> None:
         self.rasterize = check_rule(rasterize)
-        if layout not in ("tjdr", "flat"):
-            raise ValueError(f"layout must be 'tjdr' or 'flat', got {layout!r}")
+        if layout not in ("tjdr", "flat", *PER_LESION_LAYOUTS):
+            raise ValueError(
+                f"layout must be one of {('tjdr', 'flat', *PER_LESION_LAYOUTS)}, got {layout!r}"
+            )
         self.layout: Layout = layout
         self.annotated_lesions = check_lesions(annotated_lesions)
         self.root = Path(root)
@@ -430,12 +448,21 @@ class TJDRDataset(Dataset):
         self.problems = ProblemLog(strict=strict)
         self.transform = transform
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.records: list[TJDRRecord | LesionFilesRecord]
+        if layout in PER_LESION_LAYOUTS:
+            if not self.root.is_dir():
+                raise DataError(f"{layout} root does not exist", path=self.root)
+            self.records = list(find_lesion_files(self.root, layout, split, self.problems))
+            if names is not None:
+                wanted = set(names)
+                self.records = [r for r in self.records if r.name in wanted]
+            return
         split_dir = self.root if layout == "flat" else self.root / split
         if not split_dir.is_dir():
             raise DataError(
                 f"split folder does not exist (TJDR root is {self.root})", path=split_dir
             )
-        self.records = find_records(split_dir, annotation, self.problems, layout)
+        self.records = list(find_records(split_dir, annotation, self.problems, layout))
         if names is not None:
             wanted = set(names)
             self.records = [r for r in self.records if r.name in wanted]
@@ -450,13 +477,16 @@ class TJDRDataset(Dataset):
         part.records = [r for r in self.records if r.name in wanted]
         return part
 
-    def load_raw(self, record: TJDRRecord) -> tuple[np.ndarray, np.ndarray]:
+    def load_raw(self, record: TJDRRecord | LesionFilesRecord) -> tuple[np.ndarray, np.ndarray]:
         """Read one record's full-resolution image and ``(H, W, 4)`` mask.
 
         Raises:
             DataError: When a file is unreadable or the two disagree in size.
             ReportedError: When the problem is already in :attr:`problems` (Labelme files).
         """
+        if isinstance(record, LesionFilesRecord):
+            image = read_image(record.image)
+            return image, read_lesion_files(record, image.shape[:2])
         if record.image == record.annotation:
             return self._labelme_with_image(record.annotation)
         image = read_image(record.image)
@@ -505,9 +535,16 @@ class TJDRDataset(Dataset):
             parsed, height=height, width=width, rasterize=self.rasterize
         )
 
-    def cache_key(self, record: TJDRRecord) -> str:
-        """Cache key: content of both files plus every setting that changes the output."""
+    def cache_key(self, record: TJDRRecord | LesionFilesRecord) -> str:
+        """Cache key: content of its files plus every setting that changes the output."""
         settings = f"{self.image_size}|{self.crop_fov}|{sorted(self.label_map.items())}"
+        if isinstance(record, LesionFilesRecord):
+            # The layout decides what an absent mask file means.
+            settings = f"{self.image_size}|{self.crop_fov}|{self.layout}"
+            return (
+                f"{record.name}-{cached_file_digest(*record.files)}-"
+                + hashlib.sha1(settings.encode()).hexdigest()[:8]
+            )
         if record.annotation.suffix == ".json":
             # Only JSON is rasterized: release PNGs keep their cache whatever the rule.
             settings += f"|rasterize={self.rasterize}"

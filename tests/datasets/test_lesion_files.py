@@ -1,0 +1,111 @@
+"""Public per-lesion-file layouts (IDRiD, DDR, FGADR) read through TJDRDataset, quirks included."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from multitask_dr.datamodules import TJDRDataModule
+from multitask_dr.datasets.lesion_files import read_lesion_mask
+from multitask_dr.datasets.problems import DataError
+from multitask_dr.datasets.tjdr import TJDRDataset
+from multitask_dr.lesions import IGNORE_INDEX
+from tests import public_layouts
+
+
+def masks_of(dataset: TJDRDataset) -> dict[str, np.ndarray]:
+    return {r.name: dataset.load_raw(r)[1] for r in dataset.records}
+
+
+def assert_masks(dataset: TJDRDataset, expected: dict[str, np.ndarray]) -> None:
+    got = masks_of(dataset)
+    assert sorted(got) == sorted(expected)
+    for name, mask in expected.items():
+        np.testing.assert_array_equal(got[name], mask, err_msg=name)
+
+
+def test_idrid_segmentation(tmp_path: Path) -> None:
+    expected = public_layouts.write_idrid_segmentation(tmp_path)
+    for split in ("train", "test"):
+        dataset = TJDRDataset(tmp_path, split, layout="idrid")
+        assert_masks(dataset, expected[split])
+        assert len(dataset.problems) == 0
+    # Absent SE file: no soft exudate (IDRiD annotated it), scored background, not unscored.
+    test = TJDRDataset(tmp_path, "test", layout="idrid")
+    mask = test[[r.name for r in test.records].index("IDRiD_05")]["mask"]
+    assert (mask[..., 3] == 0).all() and mask.dtype == np.uint8
+
+
+def test_rgba_mask_reads_colour_not_alpha(tmp_path: Path) -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[1, 2, 0] = 255
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "m.tif")
+    lesion = read_lesion_mask(tmp_path / "m.tif")
+    assert lesion.sum() == 1 and lesion[1, 2]
+
+
+def test_ddr_segmentation_valid_folder_has_a_space(tmp_path: Path) -> None:
+    expected = public_layouts.write_ddr_segmentation(tmp_path)
+    for split in ("train", "valid", "test"):
+        assert_masks(TJDRDataset(tmp_path, split, layout="ddr"), expected[split])
+    train = masks_of(TJDRDataset(tmp_path, "train", layout="ddr"))
+    assert (train["20170113102t"][..., 3] == IGNORE_INDEX).all()  # absent SE: unscored
+
+
+def test_fgadr_grades_and_absent_masks(tmp_path: Path) -> None:
+    masks, grades = public_layouts.write_fgadr(tmp_path, n=5)
+    dataset = TJDRDataset(tmp_path, layout="fgadr")
+    assert_masks(dataset, masks)
+    assert {r.name: r.grade for r in dataset.records} == grades
+    assert (masks_of(dataset)["0001_A"][..., 3] == IGNORE_INDEX).all()
+
+
+def test_mask_size_mismatch_is_reported(tmp_path: Path) -> None:
+    public_layouts.write_ddr_segmentation(tmp_path)
+    bad = tmp_path / "lesion_segmentation/test/label/HE/20170013102t.tif"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(bad)
+    dataset = TJDRDataset(tmp_path, "test", layout="ddr")
+    dataset.verify()
+    assert len(dataset) == 1
+    assert [p.path for p in dataset.problems.problems] == [bad]
+    assert "mask size (8, 8) differs" in dataset.problems.problems[0].reason
+    with pytest.raises(ValueError, match="splits"):
+        TJDRDataset(tmp_path, "val", layout="ddr")
+    with pytest.raises(DataError, match="no image folder"):
+        TJDRDataset(tmp_path / "lesion_segmentation", "test", layout="ddr")
+
+
+def test_datamodule_ddr_official_valid(tmp_path: Path) -> None:
+    expected = public_layouts.write_ddr_segmentation(tmp_path)
+    dm = TJDRDataModule(str(tmp_path), image_size=16, layout="ddr")
+    dm.setup("fit")
+    assert {r.name for r in dm.datasets["val"].records} == set(expected["valid"])
+    assert {r.name for r in dm.datasets["train"].records} == set(expected["train"])
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["mask"].shape[1:] == (4, 16, 16)
+
+
+def test_datamodule_fgadr_drawn_test(tmp_path: Path) -> None:
+    public_layouts.write_fgadr(tmp_path, n=10)
+    dm = TJDRDataModule(str(tmp_path), image_size=16, layout="fgadr", split_seed=1)
+    dm.setup(None)
+    parts = {s: {r.name for r in d.records} for s, d in dm.datasets.items()}
+    assert sum(map(len, parts.values())) == 10 and parts["test"]
+    assert not (parts["test"] & parts["train"]) and not (parts["val"] & parts["train"])
+    assert (tmp_path / ".cache" / "split-seed1.csv").is_file()
+
+
+def test_check_data_reads_public_layouts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from multitask_dr.cli import main
+
+    public_layouts.write_idrid_segmentation(tmp_path / "idrid")
+    assert main(["check-data", str(tmp_path / "idrid"), "--format", "idrid"]) == 0
+    text = capsys.readouterr().out
+    assert "[train] 3 images" in text and "[test] 2 images" in text
+    assert "mask file per lesion x3" in text
+    public_layouts.write_ddr_grading(tmp_path / "ddr", n=3)
+    assert main(["check-data", str(tmp_path / "ddr"), "--format", "ddr-grading"]) == 1
+    text = capsys.readouterr().out
+    assert "[valid] 2 images" in text and "problems: 3" in text and "is ungradable" in text

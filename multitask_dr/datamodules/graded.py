@@ -52,6 +52,9 @@ class GradedFolderDataModule(SeededDataModule):
         mean: Normalisation mean in [0, 1] (``None``: from the training images' retina).
         std: Normalisation std in [0, 1] (``None``: from the training images' retina).
         cache_dir: Where preprocessed images are cached (``None``: ``<root>/.cache``).
+        synthetic: When ``root`` does not exist, write a synthetic EyePACS-layout folder there
+            with these :func:`~multitask_dr.datasets.synthetic.write_eyepacs` arguments
+            instead of failing (``layout: eyepacs`` only; ``None``: fail with a message).
         predict_dir: Folder of fundus images (any size) that ``predict`` reads.
     """
 
@@ -74,6 +77,7 @@ class GradedFolderDataModule(SeededDataModule):
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
         cache_dir: str | None = None,
+        synthetic: dict[str, int] | None = None,
         predict_dir: str | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, seed, predict_dir)
@@ -89,7 +93,18 @@ class GradedFolderDataModule(SeededDataModule):
         self.augment = augment if augment is not None else Augmentation()
         self.mean, self.std = mean, std
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".cache"
+        if synthetic is not None and self.layout != "eyepacs":
+            raise ValueError(f"synthetic writes the eyepacs layout, not {self.layout!r}")
+        self.synthetic = synthetic
         self.datasets: dict[str, GradedFolderDataset] = {}
+
+    def prepare_data(self) -> None:
+        """Write the synthetic folder on first use when asked to and the root is missing."""
+        if not self.root.exists() and self.synthetic is not None:
+            from multitask_dr.datasets.synthetic import write_eyepacs
+
+            rank_zero_info(f"{self.root} not found: writing a synthetic EyePACS folder there")
+            write_eyepacs(self.root, **self.synthetic)
 
     def dataset(self, split: str) -> GradedFolderDataset:
         """One official split, indexed and verified (unreadable images reported, dropped)."""

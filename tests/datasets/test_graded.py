@@ -121,3 +121,18 @@ def test_real_eyepacs_sample() -> None:
     assert grades["10_left"] == 0 and grades["16_left"] == 4
     sample = dataset[[r.name for r in dataset.records].index("16_left")]
     assert sample["image"].shape == (32, 32, 3) and sample["image"].max() > 50
+
+
+def test_synthetic_eyepacs_folder(tmp_path: Path) -> None:
+    root = tmp_path / "eyepacs"
+    dm = GradedFolderDataModule(
+        str(root), image_size=32, synthetic={"n": 10, "size": 64, "seed": 0}
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    sizes = {s: len(d) for s, d in dm.datasets.items()}
+    assert sum(sizes.values()) == 10 and sizes["train"] >= 4
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape[1:] == (3, 32, 32) and batch["grade"].min() >= 0
+    with pytest.raises(ValueError, match="eyepacs layout"):
+        GradedFolderDataModule(str(root), "aptos", synthetic={"n": 2})

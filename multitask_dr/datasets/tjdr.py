@@ -14,6 +14,10 @@ or, with ``layout="flat"``, a plain Labelme folder (as Labelme saves one, e.g. H
 
 A flat folder has no split of its own: the datamodule draws one by seed and writes it down.
 
+The same class reads the public datasets with one mask file per lesion type in their own
+layouts (``layout`` ``idrid``, ``ddr`` or ``fgadr``; see
+:mod:`multitask_dr.datasets.lesion_files`).
+
 Samples are dicts: ``image`` (H, W, 3) uint8, ``mask`` (H, W, 4) uint8 in the project's channel
 order ``MA, HE, EX, SE`` (values 0/1, :data:`~multitask_dr.lesions.IGNORE_INDEX` where not
 scored), ``grade`` (int, :data:`~multitask_dr.lesions.NO_GRADE` when unknown) and ``name``.

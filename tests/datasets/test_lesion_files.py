@@ -109,3 +109,22 @@ def test_check_data_reads_public_layouts(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["check-data", str(tmp_path / "ddr"), "--format", "ddr-grading"]) == 1
     text = capsys.readouterr().out
     assert "[valid] 2 images" in text and "problems: 3" in text and "is ungradable" in text
+
+
+def test_public_sources_train_together(tmp_path: Path) -> None:
+    from multitask_dr.datamodules import GradedFolderDataModule, JointDataModule
+
+    public_layouts.write_idrid_segmentation(tmp_path / "idrid")
+    public_layouts.write_ddr_segmentation(tmp_path / "ddr")
+    public_layouts.write_idrid_grading(tmp_path / "idrid", n=6)  # the same IDRiD root
+    lesions = [
+        TJDRDataModule(str(tmp_path / name), image_size=16, layout=name, name=name, val_fraction=0)
+        for name in ("idrid", "ddr")
+    ]
+    grading = GradedFolderDataModule(str(tmp_path / "idrid"), "idrid", image_size=16)
+    joint = JointDataModule(lesions, grading)
+    joint.setup("fit")
+    batch = next(iter(joint.train_dataloader()))[0]
+    assert sorted(batch) == ["ddr", "grading", "idrid"]
+    assert batch["idrid"]["mask"].shape[1:] == (4, 16, 16)
+    assert batch["grading"]["grade"].min() >= 0

@@ -51,6 +51,17 @@ def write_eyepacs(root: Path, n: int = 10, seed: int = 0) -> dict[str, int]:
     return grades
 
 
+def write_eyepacs_test(root: Path, n: int = 4, seed: int = 1) -> dict[str, int]:
+    """Kaggle's released EyePACS test labels: ``retinopathy_solution.csv`` and ``test/``."""
+    rng = np.random.default_rng(seed)
+    grades = {f"{100 + i}_left": i % 5 for i in range(n)}
+    for name in grades:
+        _save(root / "test" / f"{name}.jpeg", rng)
+    rows = [[k, v, "Public" if i % 2 else "Private"] for i, (k, v) in enumerate(grades.items())]
+    _write_csv(root / "retinopathy_solution.csv", ["image", "level", "Usage"], rows)
+    return grades
+
+
 def write_aptos(root: Path, n: int = 10, seed: int = 0) -> dict[str, int]:
     """APTOS 2019: ``train.csv`` (``id_code,diagnosis``) and ``train_images/<id_code>.png``."""
     rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ from multitask_dr.datamodules.transforms import (
     augmentation_ops,
     channel_stats,
 )
-from multitask_dr.datasets.graded import OFFICIAL_SPLITS, GradedFolderDataset, GradedLayout
+from multitask_dr.datasets.graded import GradedFolderDataset, GradedLayout, official_splits
 from multitask_dr.datasets.graded import check_layout as check_graded_layout
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.lesions import NUM_GRADES
@@ -29,7 +29,8 @@ class GradedFolderDataModule(SeededDataModule):
     Each photograph is cropped to its field of view and resized to ``image_size``
     (:func:`~multitask_dr.datasets.preprocess.crop_and_resize`, as lesion photographs), so a
     joint run's grading source looks like its lesion sources. Official splits are kept
-    (IDRiD: train/test; DDR: train/valid/test); what a layout lacks is drawn by
+    (IDRiD: train/test; DDR: train/valid/test; EyePACS: test once Kaggle's released test
+    labels are there); what a layout lacks is drawn by
     ``split_seed``, stratified by grade: test (``test_fraction`` of the labelled images) first,
     then validation (``val_fraction`` of the rest). Ungradable images are skipped and counted
     in the problem log (a warning at setup).
@@ -126,7 +127,7 @@ class GradedFolderDataModule(SeededDataModule):
 
     def splits(self) -> dict[str, GradedFolderDataset]:
         """``train``, ``val`` and ``test``: the official ones, the rest drawn by seed."""
-        official = OFFICIAL_SPLITS[self.layout]
+        official = official_splits(self.root, self.layout)
         full = self.dataset("train")
         parts: dict[str, GradedFolderDataset] = {}
         if "test" in official:

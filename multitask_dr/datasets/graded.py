@@ -4,8 +4,10 @@ Each layout is read as its publisher ships it (paths relative to the dataset's `
 
 ``eyepacs`` (Kaggle "Diabetic Retinopathy Detection")
     ``trainLabels.csv`` (``image,level``; ``image`` without extension) and the images
-    ``train/<image>.jpeg`` (or ``<image>.jpeg`` beside the CSV, as in a sample folder). No
-    official validation/test labels in this form: the datamodule draws a seeded split.
+    ``train/<image>.jpeg`` (or ``<image>.jpeg`` beside the CSV, as in a sample folder). With
+    the released test labels ``retinopathy_solution.csv`` (``image,level,Usage``) and
+    ``test/<image>.jpeg`` present, they are the official ``test`` split; validation (and,
+    without them, test) is drawn by seed.
 ``aptos`` (APTOS 2019 Blindness Detection)
     ``train.csv`` (``id_code,diagnosis``) and ``train_images/<id_code>.png``. The test labels
     were never published: seeded split.
@@ -87,6 +89,16 @@ class GradedRecord:
     name: str
     image: Path
     grade: int
+
+
+EYEPACS_TEST_LABELS = "retinopathy_solution.csv"
+
+
+def official_splits(root: Path, layout: GradedLayout) -> tuple[str, ...]:
+    """The official splits present under ``root`` (EyePACS: ``test`` once its labels are)."""
+    if layout == "eyepacs" and (root / EYEPACS_TEST_LABELS).is_file():
+        return ("train", "test")
+    return OFFICIAL_SPLITS[layout]
 
 
 def check_layout(layout: str) -> GradedLayout:
@@ -187,7 +199,7 @@ def find_graded(
     Args:
         root: The dataset's root (see the module docstring for each layout).
         layout: Which publisher's layout.
-        split: One of ``OFFICIAL_SPLITS[layout]``.
+        split: One of :func:`official_splits`.
         problems: Where ungradable images and bad rows or files are reported.
 
     Returns:
@@ -198,11 +210,12 @@ def find_graded(
         ValueError: On an unknown layout or split.
     """
     layout = check_layout(layout)
-    if split not in OFFICIAL_SPLITS[layout]:
-        raise ValueError(f"{layout} has the splits {OFFICIAL_SPLITS[layout]}, not {split!r}")
+    splits = official_splits(root, layout)
+    if split not in splits:
+        raise ValueError(f"{layout} under {root} has the splits {splits}, not {split!r}")
     if layout == "eyepacs":
-        labels = root / "trainLabels.csv"
-        folder = root / "train" if (root / "train").is_dir() else root
+        labels = root / ("trainLabels.csv" if split == "train" else EYEPACS_TEST_LABELS)
+        folder = root / split if (root / split).is_dir() else root
         table = _csv_rows(labels, ["image", "level"])
         rows = [(n, r["image"].strip(), r["level"], False) for n, r in table]
         return _collect(rows, _image_files(folder), labels, problems)
@@ -251,7 +264,7 @@ class GradedFolderDataset(Dataset):
     Args:
         root: The dataset's root.
         layout: ``eyepacs``, ``aptos``, ``messidor2``, ``idrid`` or ``ddr``.
-        split: One of the layout's official splits (:data:`OFFICIAL_SPLITS`).
+        split: One of the layout's official splits (:func:`official_splits`).
         image_size: Working resolution after the field-of-view crop (``None`` keeps it).
         crop_fov: Crop to the retina's bounding square before resizing.
         strict: Raise on the first problem (an ungradable image included) instead of

@@ -186,11 +186,11 @@ def check_graded(root: str | Path, layout: str, strict: bool = False) -> DataRep
         layout: ``eyepacs``, ``aptos``, ``messidor2``, ``idrid`` or ``ddr``.
         strict: Raise on the first problem instead of listing it.
     """
-    from multitask_dr.datasets.graded import OFFICIAL_SPLITS, GradedFolderDataset
+    from multitask_dr.datasets.graded import GradedFolderDataset, official_splits
     from multitask_dr.datasets.images import image_size
 
     report = DataReport(str(root))
-    for split in OFFICIAL_SPLITS[layout]:
+    for split in official_splits(Path(root), layout):  # type: ignore[arg-type]
         dataset = GradedFolderDataset(root, layout, split, strict=strict)  # type: ignore[arg-type]
         sizes: Counter[str] = Counter()
         grades: Counter[str] = Counter()

@@ -136,3 +136,12 @@ def test_synthetic_eyepacs_folder(tmp_path: Path) -> None:
     assert batch["image"].shape[1:] == (3, 32, 32) and batch["grade"].min() >= 0
     with pytest.raises(ValueError, match="eyepacs layout"):
         GradedFolderDataModule(str(root), "aptos", synthetic={"n": 2})
+
+
+def test_eyepacs_released_test_labels_are_the_test_split(tmp_path: Path) -> None:
+    train = public_layouts.write_eyepacs(tmp_path, n=10)
+    test = public_layouts.write_eyepacs_test(tmp_path, n=4)
+    assert grades_of(GradedFolderDataset(tmp_path, "eyepacs", "test")) == test
+    dm = GradedFolderDataModule(str(tmp_path), image_size=16)
+    parts = {s: {r.name for r in d.records} for s, d in dm.splits().items()}
+    assert parts["test"] == set(test) and parts["train"] | parts["val"] == set(train)

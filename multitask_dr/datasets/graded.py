@@ -112,7 +112,12 @@ def check_layout(layout: str) -> GradedLayout:
     return layout  # type: ignore[return-value]
 
 
-def _read_text(path: Path) -> str:
+def read_label_text(path: Path) -> str:
+    """A label file's text (UTF-8, BOM dropped).
+
+    Raises:
+        DataError: When it is missing, not a file, unreadable or not UTF-8.
+    """
     if not path.is_file():
         raise DataError("label file not found" if not path.exists() else "is not a file", path=path)
     try:
@@ -130,7 +135,7 @@ def _csv_rows(path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, s
     Raises:
         DataError: When the file is missing, unreadable or lacks a column.
     """
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(read_label_text(path), newline=""))
     try:
         header = [cell.strip() for cell in next(reader, [])]
         missing = [c for c in columns if c not in header]
@@ -247,7 +252,7 @@ def find_graded(
         return _collect(rows, _image_files(folder), labels, problems)
     labels = root / "DR_grading" / f"{split}.txt"
     rows = []
-    for line, text in enumerate(_read_text(labels).splitlines(), start=1):
+    for line, text in enumerate(read_label_text(labels).splitlines(), start=1):
         if not text.strip():
             continue
         parts = text.rsplit(maxsplit=1)

@@ -143,12 +143,16 @@ def _by_stem(folder: Path, suffixes: tuple[str, ...], strip: str = "") -> dict[s
 
 def _fgadr_grades(path: Path, problems: ProblemLog) -> dict[str, int]:
     """FGADR's header-less ``name,grade`` rows (a header row, if any, is skipped)."""
+    from multitask_dr.datasets.graded import read_label_text
     from multitask_dr.datasets.tjdr import parse_grade
 
     grades: dict[str, int] = {}
-    if not path.is_file():
+    try:
+        text = read_label_text(path)
+    except DataError as error:
+        problems.report(path, f"{error.reason}: every image counts as ungraded")
         return grades
-    reader = csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""))
     for row in reader:
         if len(row) < 2 or not row[0].strip():
             continue

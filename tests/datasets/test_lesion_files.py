@@ -128,3 +128,28 @@ def test_public_sources_train_together(tmp_path: Path) -> None:
     assert sorted(batch) == ["ddr", "grading", "idrid"]
     assert batch["idrid"]["mask"].shape[1:] == (4, 16, 16)
     assert batch["grading"]["grade"].min() >= 0
+
+
+def test_fgadr_label_file_problems(tmp_path: Path) -> None:
+    public_layouts.write_fgadr(tmp_path, n=3)
+    labels = tmp_path / "DR_Seg_Grading_Label.csv"
+    labels.write_text("name,grade\n0001_A.png,2\n0002_B.png,7\n")
+    dataset = TJDRDataset(tmp_path, layout="fgadr")
+    assert [r.grade for r in dataset.records] == [2, -1, -1]
+    assert [p.reason for p in dataset.problems.problems] == ["line 3: grade 7 is outside 0-4"]
+    labels.unlink()
+    (tmp_path / "Microaneurysms_Masks" / "9999_Z.png").write_bytes(b"")
+    dataset = TJDRDataset(tmp_path, layout="fgadr")
+    reasons = sorted(p.reason for p in dataset.problems.problems)
+    assert reasons[0].startswith("MA mask has no image") and "ungraded" in reasons[1]
+
+
+def test_check_data_on_the_real_eyepacs_sample(capsys: pytest.CaptureFixture) -> None:
+    from multitask_dr.cli import main
+
+    root = Path("../shared/data/eyepacs_sample")
+    if not root.is_dir():
+        pytest.skip(f"real EyePACS sample not available at {root}")
+    assert main(["check-data", str(root), "--format", "eyepacs"]) == 0
+    text = capsys.readouterr().out
+    assert "[train] 6 images" in text and "problems: 0" in text

@@ -46,6 +46,23 @@ def test_rgba_mask_reads_colour_not_alpha(tmp_path: Path) -> None:
     assert lesion.sum() == 1 and lesion[1, 2]
 
 
+@pytest.mark.parametrize("mode", ["1", "L", "P"])
+def test_single_plane_masks_read_by_stored_value(tmp_path: Path, mode: str) -> None:
+    plane = np.zeros((4, 4), np.uint8)
+    plane[0, 1] = plane[3, 3] = 1 if mode == "P" else 76  # 76: IDRiD's red, as grey
+    if mode == "1":
+        image = Image.fromarray(plane > 0)  # a 1-bit image
+    elif mode == "L":
+        image = Image.fromarray(plane, mode="L")
+    else:
+        image = Image.fromarray(plane, mode="P")
+        image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    assert image.mode == mode
+    image.save(tmp_path / "m.tif")
+    lesion = read_lesion_mask(tmp_path / "m.tif")
+    assert lesion.sum() == 2 and lesion[0, 1] and lesion[3, 3]
+
+
 def test_ddr_segmentation_valid_folder_has_a_space(tmp_path: Path) -> None:
     expected = public_layouts.write_ddr_segmentation(tmp_path)
     for split in ("train", "valid", "test"):

@@ -49,6 +49,7 @@ class SplitReport:
     pixels: dict[str, int] = field(default_factory=dict)
     lesion_free: int = 0
     grades: dict[str, int] = field(default_factory=dict)
+    ungradable: int = 0
 
 
 @dataclass
@@ -77,6 +78,8 @@ class DataReport:
                 lines.append(f"  lesion-free images: {rep.lesion_free}")
             if rep.grades:
                 lines.append("  grades: " + _pairs(rep.grades))
+            if rep.ungradable:
+                lines.append(f"  ungradable images skipped: {rep.ungradable}")
         lines.append(f"\nduplicate image groups (identical bytes): {len(self.duplicates)}")
         lines += [f"  - {' = '.join(group)}" for group in self.duplicates]
         if self.cross_split_duplicates:
@@ -210,6 +213,7 @@ def check_graded(root: str | Path, layout: str, strict: bool = False) -> DataRep
             images=images,
             sizes=dict(sizes),
             grades={str(g): grades[str(g)] for g in range(NUM_GRADES) if grades[str(g)]},
+            ungradable=dataset.ungradable,
         )
         report.problems += [str(p) for p in dataset.problems.problems]
     return report

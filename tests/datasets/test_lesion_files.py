@@ -126,6 +126,7 @@ def test_check_data_reads_public_layouts(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["check-data", str(tmp_path / "ddr"), "--format", "ddr-grading"]) == 1
     text = capsys.readouterr().out
     assert "[valid] 2 images" in text and "problems: 3" in text and "is ungradable" in text
+    assert text.count("ungradable images skipped: 1") == 3
 
 
 def test_public_sources_train_together(tmp_path: Path) -> None:

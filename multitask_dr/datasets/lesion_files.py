@@ -21,9 +21,11 @@ these names; ``root`` is the dataset's own root and ``split`` an official split.
     ``DR_Seg_Grading_Label.csv`` (``<name>,<grade>`` rows without a header). An absent mask
     file is an **unscored** channel.
 
-Mask pixels: any non-zero value is a lesion. Palette, 1-bit and greyscale masks are read by
-their stored values (IDRiD's 1-bit palette TIFFs hold 0/1); RGB(A) masks by their colour
-planes, never alpha (one IDRiD test mask is RGBA with an opaque alpha plane).
+Mask pixels: palette and 1-bit masks are read by their stored index (IDRiD's 1-bit palette
+TIFFs hold 0/1: any non-zero index is a lesion); greyscale and RGB(A) masks by their brightest
+colour plane, never alpha (one IDRiD test mask is RGBA with an opaque alpha plane), a lesion
+from :data:`MASK_THRESHOLD` up: any non-zero value, except FGADR, whose masks have
+anti-aliased edges (values 1-254 around 0/255 shapes): a lesion from the midpoint, 128.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ LESION_FILE_SPLITS: dict[str, tuple[str, ...]] = {
     "ddr": ("train", "valid", "test"),
     "fgadr": ("train",),
 }
+
+#: Lowest grey/colour value that is a lesion, per layout (default 1: any non-zero value).
+MASK_THRESHOLD: dict[str, int] = {"fgadr": 128}
 
 #: Layouts where an absent mask file means "no such lesion" rather than "not scored".
 ABSENT_IS_BACKGROUND = frozenset({"idrid"})
@@ -75,6 +80,7 @@ class LesionFilesRecord:
         masks: One entry per lesion of :data:`~multitask_dr.lesions.LESIONS`, in order.
         absent_is_background: An absent file is a scored, lesion-free channel (else unscored).
         grade: The image's grade, :data:`~multitask_dr.lesions.NO_GRADE` when unknown.
+        threshold: Lowest grey/colour value that is a lesion (:func:`read_lesion_mask`).
     """
 
     name: str
@@ -82,6 +88,7 @@ class LesionFilesRecord:
     masks: tuple[Path | None, ...]
     absent_is_background: bool
     grade: int = NO_GRADE
+    threshold: int = 1
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -89,20 +96,26 @@ class LesionFilesRecord:
         return (self.image, *(p for p in self.masks if p is not None))
 
 
-def read_lesion_mask(path: Path) -> np.ndarray:
-    """One lesion's mask file as an ``(H, W)`` bool array (any non-zero colour is lesion).
+def read_lesion_mask(path: Path, threshold: int = 1) -> np.ndarray:
+    """One lesion's mask file as an ``(H, W)`` bool array.
+
+    Args:
+        path: The mask file.
+        threshold: Lowest grey or colour value (brightest plane) that is a lesion; palette
+            and 1-bit masks are read by index instead (any non-zero index is a lesion).
 
     Raises:
         DataError: When the file cannot be read.
     """
     with open_image(path) as image:
+        if image.mode in ("P", "PA", "1"):
+            values = np.asarray(image.convert("L") if image.mode == "1" else image)
+            return (values[..., 0] if values.ndim == 3 else values) != 0
         if image.mode in ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr"):
             # The colour planes only: an opaque alpha plane would make every pixel a lesion.
-            values = np.asarray(image.convert("RGB"))
-            return values.any(axis=2)
-        if image.mode in ("LA", "La", "PA"):
-            return np.asarray(image)[..., 0] != 0
-        return np.asarray(image) != 0
+            return np.asarray(image.convert("RGB")).max(axis=2) >= threshold
+        values = np.asarray(image)
+        return (values[..., 0] if values.ndim == 3 else values) >= threshold
 
 
 def read_lesion_files(record: LesionFilesRecord, shape: tuple[int, int]) -> np.ndarray:
@@ -120,7 +133,7 @@ def read_lesion_files(record: LesionFilesRecord, shape: tuple[int, int]) -> np.n
     for channel, path in enumerate(record.masks):
         if path is None:
             continue
-        lesion = read_lesion_mask(path)
+        lesion = read_lesion_mask(path, record.threshold)
         if lesion.shape != shape:
             raise DataError(
                 f"mask size {lesion.shape[::-1]} differs from image {record.image} {shape[::-1]}",
@@ -217,6 +230,7 @@ def find_lesion_files(
             tuple(masks[lesion].get(stem) for lesion in LESIONS),
             layout in ABSENT_IS_BACKGROUND,
             grades.get(stem, NO_GRADE),
+            MASK_THRESHOLD.get(layout, 1),
         )
         for stem, path in images.items()
     ]

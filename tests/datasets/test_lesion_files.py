@@ -171,3 +171,21 @@ def test_check_data_on_the_real_eyepacs_sample(capsys: pytest.CaptureFixture) ->
     assert main(["check-data", str(root), "--format", "eyepacs"]) == 0
     text = capsys.readouterr().out
     assert "[train] 6 images" in text and "problems: 0" in text
+
+
+def test_fgadr_antialiased_edges_are_not_lesion(tmp_path: Path) -> None:
+    masks, _ = public_layouts.write_fgadr(tmp_path, n=2)
+    path = tmp_path / "HardExudate_Masks" / "0002_B.png"
+    plane = np.asarray(Image.open(path)).copy()
+    edge = (plane == 0) & (np.roll(plane, 1, axis=1) == 255)
+    assert edge.any()
+    plane[edge] = 100  # an anti-aliased rim below the midpoint
+    plane[0, 0] = 128  # and one pixel at it
+    Image.fromarray(plane).save(path)
+    expected = masks["0002_B"][..., 2].copy()
+    expected[0, 0] = 1
+    got = TJDRDataset(tmp_path, layout="fgadr").load_raw(
+        next(r for r in TJDRDataset(tmp_path, layout="fgadr").records if r.name == "0002_B")
+    )[1]
+    np.testing.assert_array_equal(got[..., 2], expected)
+    assert read_lesion_mask(path)[edge].all()  # the default threshold: any non-zero value

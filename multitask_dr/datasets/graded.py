@@ -28,7 +28,8 @@ Each layout is read as its publisher ships it (paths relative to the dataset's `
     ``train``/``valid``/``test`` splits.
 
 Every ungradable image and every unusable row or file goes to the dataset's
-:class:`~multitask_dr.datasets.problems.ProblemLog` (``strict`` raises on the first).
+:class:`~multitask_dr.datasets.problems.ProblemLog` (``strict`` raises on the first fault; an
+ungradable image is no fault: counted in both modes).
 Samples are dicts like TJDR's without a mask: ``image`` (H, W, 3) uint8 after the same
 field-of-view crop and resize (:func:`~multitask_dr.datasets.preprocess.crop_and_resize`),
 ``grade`` int and ``name``.
@@ -174,7 +175,7 @@ def _collect(
     for line, stem, text, ungradable in rows:
         where = f"line {line}: {stem}"
         if ungradable:
-            problems.report(label_file, f"{where} is ungradable", UNGRADABLE)
+            problems.skip(label_file, f"{where} is ungradable", UNGRADABLE)
             continue
         try:
             grade = parse_grade(text)
@@ -272,8 +273,8 @@ class GradedFolderDataset(Dataset):
         split: One of the layout's official splits (:func:`official_splits`).
         image_size: Working resolution after the field-of-view crop (``None`` keeps it).
         crop_fov: Crop to the retina's bounding square before resizing.
-        strict: Raise on the first problem (an ungradable image included) instead of
-            reporting and skipping it.
+        strict: Raise on the first problem instead of reporting and skipping it (ungradable
+            images are skipped and counted in both modes: they are not faults).
         transform: Applied to each sample dict.
         cache_dir: Folder for preprocessed ``.npz`` images (keyed by file hash and settings).
     """

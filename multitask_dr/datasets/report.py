@@ -181,15 +181,15 @@ def check_tjdr(
 def check_graded(root: str | Path, layout: str, strict: bool = False) -> DataReport:
     """Grades and image sizes per official split of a grading-only public dataset.
 
-    Ungradable images are listed under problems (skipped and counted), as is every image
-    whose header cannot be read.
+    Ungradable images are skipped and counted per split (not problems: the exit status stays
+    0); every unusable row and every image whose header cannot be read is a problem.
 
     Args:
         root: The dataset's root (:mod:`multitask_dr.datasets.graded`).
         layout: ``eyepacs``, ``aptos``, ``messidor2``, ``idrid`` or ``ddr``.
         strict: Raise on the first problem instead of listing it.
     """
-    from multitask_dr.datasets.graded import GradedFolderDataset, official_splits
+    from multitask_dr.datasets.graded import UNGRADABLE, GradedFolderDataset, official_splits
     from multitask_dr.datasets.images import image_size
 
     report = DataReport(str(root))
@@ -215,7 +215,8 @@ def check_graded(root: str | Path, layout: str, strict: bool = False) -> DataRep
             grades={str(g): grades[str(g)] for g in range(NUM_GRADES) if grades[str(g)]},
             ungradable=dataset.ungradable,
         )
-        report.problems += [str(p) for p in dataset.problems.problems]
+        # Ungradable images are counted per split above: the data says so, it is no fault.
+        report.problems += [str(p) for p in dataset.problems.problems if p.skipped != UNGRADABLE]
     return report
 
 

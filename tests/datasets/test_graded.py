@@ -39,7 +39,10 @@ def test_messidor2_skips_and_counts_ungradable(tmp_path: Path) -> None:
     assert dataset.ungradable == 2
     reasons = [p.reason for p in dataset.problems.problems if p.skipped == UNGRADABLE]
     assert [r.split(": ")[1].split()[0] for r in reasons] == ungradable
-    with pytest.raises(DataError, match="is ungradable"):
+    strict = GradedFolderDataset(tmp_path, "messidor2", strict=True)  # not a fault: no raise
+    assert grades_of(strict) == expected and strict.ungradable == 2
+    (tmp_path / "IMAGES" / "20051020_43808_0100_PP.JPG").unlink()
+    with pytest.raises(DataError, match="no image file for this row"):
         GradedFolderDataset(tmp_path, "messidor2", strict=True)
 
 

@@ -123,10 +123,13 @@ def test_check_data_reads_public_layouts(tmp_path: Path, capsys: pytest.CaptureF
     assert "[train] 3 images" in text and "[test] 2 images" in text
     assert "mask file per lesion x3" in text
     public_layouts.write_ddr_grading(tmp_path / "ddr", n=3)
-    assert main(["check-data", str(tmp_path / "ddr"), "--format", "ddr-grading"]) == 1
+    assert main(["check-data", str(tmp_path / "ddr"), "--format", "ddr-grading"]) == 0
     text = capsys.readouterr().out
-    assert "[valid] 2 images" in text and "problems: 3" in text and "is ungradable" in text
+    assert "[valid] 2 images" in text and "problems: 0" in text
     assert text.count("ungradable images skipped: 1") == 3
+    (tmp_path / "ddr" / "DR_grading" / "test" / "007-test-0000.jpg").unlink()
+    assert main(["check-data", str(tmp_path / "ddr"), "--format", "ddr-grading"]) == 1
+    assert "007-test-0000: no image file for this row" in capsys.readouterr().out
 
 
 def test_public_sources_train_together(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ OVERLAYS = {
     "demo_csv.yaml": "demo.yaml",
     "retinamnist_pretrained.yaml": "retinamnist.yaml",
     "joint_real.yaml": "real_lesions.yaml",
+    "joint_graded.yaml": "demo.yaml",
 }
 
 
@@ -61,3 +62,13 @@ def test_joint_real_overlay_adds_grading_to_both_real_lesion_sources(capsys):
     printed = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
     assert [s["init_args"]["name"] for s in printed["segmentation"]] == ["heimed", "idrid"]
     assert printed["grading"]["class_path"].endswith("RetinaMNISTDataModule")
+
+
+def test_joint_graded_overlay_swaps_in_the_graded_folder(capsys):
+    folder = CONFIGS[0].parent
+    args = ["fit", "--config", str(folder / "demo.yaml"), "--config"]
+    with pytest.raises(SystemExit):
+        main([*args, str(folder / "joint_graded.yaml"), "--print_config"])
+    grading = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["grading"]
+    assert grading["class_path"] == "multitask_dr.datamodules.GradedFolderDataModule"
+    assert grading["init_args"]["layout"] == "eyepacs" and grading["init_args"]["synthetic"]

@@ -29,8 +29,9 @@ class JointDataModule(LightningDataModule):
     Args:
         segmentation: The datamodule with lesion masks (e.g. ``TJDRDataModule``), or a list of
             them.
-        grading: The datamodule with grades (e.g. ``RetinaMNISTDataModule``); ``None`` for a
-            lesion-only run.
+        grading: The datamodule with grades (``RetinaMNISTDataModule``, or
+            ``GradedFolderDataModule`` for a public dataset's full-resolution photographs);
+            ``None`` for a lesion-only run.
         predict_dir: Folder of fundus images (any size) that ``predict`` reads; overrides the
             lesion source's own ``predict_dir``.
     """

@@ -30,6 +30,12 @@ from multitask_dr.datasets.tjdr import (
 )
 from multitask_dr.lesions import LESIONS
 
+#: Layouts without an official test split: one is drawn by ``split_seed``.
+DRAWN_TEST_LAYOUTS = ("flat", "fgadr")
+
+#: Layouts with an official validation split (named ``valid``), used instead of a drawn one.
+OFFICIAL_VAL_LAYOUTS = ("ddr",)
+
 
 def stratified_split(
     names: list[str], strata: list[int], val_fraction: float, seed: int
@@ -105,7 +111,10 @@ class TJDRDataModule(SeededDataModule):
             JSON side by side): a flat folder is split by ``seed`` into test
             (``test_fraction``), then validation (``val_fraction`` of the rest) and train,
             stratified by lesion presence; the split is written to
-            ``<cache_dir>/split-seed<split_seed>.csv``.
+            ``<cache_dir>/split-seed<split_seed>.csv``. Public datasets with one mask file
+            per lesion (:mod:`multitask_dr.datasets.lesion_files`): ``idrid`` (official
+            train/test), ``ddr`` (official train/valid/test: ``valid`` is the validation
+            split) and ``fgadr`` (one folder, split by seed like a flat one).
         test_fraction: Share of a flat folder held out for testing.
         split_seed: Seed of the train/val(/test) split (``None``: ``seed``). Fix it to train
             several seeds on the same split and score them on the same test images.
@@ -236,11 +245,18 @@ class TJDRDataModule(SeededDataModule):
         if stage in (None, "fit", "validate"):
             names = [r.name for r in full.records]
             strata = [self._lesion_bits(full, i) for i in range(len(full))]
-            train_names, val_names = stratified_split(
-                names, strata, self.val_fraction, self.split_seed
-            )
-            self.datasets["train"] = full.subset(train_names)
-            self.datasets["val"] = full.subset(val_names)
+            if self.layout in OFFICIAL_VAL_LAYOUTS:
+                val = self.dataset("valid")
+                val.verify()
+                self._report(val)
+                train_names, val_names = names, [r.name for r in val.records]
+                self.datasets["train"], self.datasets["val"] = full, val
+            else:
+                train_names, val_names = stratified_split(
+                    names, strata, self.val_fraction, self.split_seed
+                )
+                self.datasets["train"] = full.subset(train_names)
+                self.datasets["val"] = full.subset(val_names)
             self.datasets["train"].transform = self.transform(train=True)
             self.datasets["val"].transform = self.transform(train=False)
             rank_zero_info(f"{self.name} split: {len(train_names)} train / {len(val_names)} val")
@@ -264,7 +280,7 @@ class TJDRDataModule(SeededDataModule):
         full = self.dataset("train")
         full.verify()
         self._report(full)
-        if self.layout != "flat":
+        if self.layout not in DRAWN_TEST_LAYOUTS:
             return full, None
         names = [r.name for r in full.records]
         strata = [self._lesion_bits(full, i) for i in range(len(full))]
@@ -304,7 +320,7 @@ class TJDRDataModule(SeededDataModule):
         if len(dataset.problems):
             rank_zero_warn(dataset.problems.summary())
         if len(dataset) == 0:
-            folder = dataset.root if dataset.layout == "flat" else dataset.root / dataset.split
+            folder = dataset.root if dataset.layout != "tjdr" else dataset.root / dataset.split
             raise DataError("no usable samples", path=folder)
 
     def train_dataloader(self) -> DataLoader:

@@ -76,6 +76,15 @@ class ProblemLog:
         self.problems.append(problem)
         log.warning("%s", problem)
 
+    def skip(self, path: str | Path, reason: str, skipped: str) -> None:
+        """Record a skip the data itself asks for (an image graded "ungradable"), never raising.
+
+        It is counted and listed like a problem, also in strict mode: the file is not faulty.
+        """
+        problem = Problem(Path(path), reason, skipped)
+        self.problems.append(problem)
+        log.info("%s", problem)
+
     def extend(self, other: ProblemLog) -> None:
         """Append the problems of another log (already reported there)."""
         self.problems.extend(other.problems)

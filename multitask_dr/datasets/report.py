@@ -21,9 +21,20 @@ from typing import Any
 
 import numpy as np
 
+from multitask_dr.datasets.lesion_files import LESION_FILE_SPLITS, LesionFilesRecord
 from multitask_dr.datasets.problems import DataError, ReportedError
 from multitask_dr.datasets.tjdr import TJDRDataset, file_digest
 from multitask_dr.lesions import LESIONS, NUM_GRADES
+
+#: ``check-data --format`` value -> graded layout (:mod:`multitask_dr.datasets.graded`).
+GRADED_FORMATS = {
+    "eyepacs": "eyepacs",
+    "aptos": "aptos",
+    "messidor2": "messidor2",
+    "idrid-grading": "idrid",
+    "ddr-grading": "ddr",
+}
+FORMATS = ("tjdr", "retinamnist", *LESION_FILE_SPLITS, *GRADED_FORMATS)
 
 
 @dataclass
@@ -37,6 +48,7 @@ class SplitReport:
     pixels: dict[str, int] = field(default_factory=dict)
     lesion_free: int = 0
     grades: dict[str, int] = field(default_factory=dict)
+    ungradable: int = 0
 
 
 @dataclass
@@ -65,6 +77,8 @@ class DataReport:
                 lines.append(f"  lesion-free images: {rep.lesion_free}")
             if rep.grades:
                 lines.append("  grades: " + _pairs(rep.grades))
+            if rep.ungradable:
+                lines.append(f"  ungradable images skipped: {rep.ungradable}")
         lines.append(f"\nduplicate image groups (identical bytes): {len(self.duplicates)}")
         lines += [f"  - {' = '.join(group)}" for group in self.duplicates]
         if self.cross_split_duplicates:
@@ -82,13 +96,17 @@ def _pairs(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in counts.items())
 
 
-def check_tjdr(root: str | Path, annotation: str = "auto", strict: bool = False) -> DataReport:
-    """Report on a TJDR-layout root (decodes every mask once, at native resolution).
+def check_tjdr(
+    root: str | Path, annotation: str = "auto", strict: bool = False, layout: str = "tjdr"
+) -> DataReport:
+    """Report on a lesion dataset (decodes every mask once, at native resolution).
 
     Args:
-        root: Folder holding ``train/`` and/or ``test/``.
-        annotation: ``auto``, ``png`` or ``labelme``.
+        root: Folder holding ``train/`` and/or ``test/``, or with ``layout`` ``idrid``,
+            ``ddr`` or ``fgadr`` that dataset's root (its official splits are reported).
+        annotation: ``auto``, ``png`` or ``labelme`` (TJDR layout only).
         strict: Raise on the first problem instead of listing it.
+        layout: ``tjdr`` or a per-lesion-file layout (:data:`LESION_FILE_SPLITS`).
 
     Returns:
         The report.
@@ -98,11 +116,20 @@ def check_tjdr(root: str | Path, annotation: str = "auto", strict: bool = False)
     by_hash: dict[str, list[str]] = defaultdict(list)
     if not root.is_dir():
         raise DataError("not a folder" if root.exists() else "does not exist", path=root)
-    splits = [s for s in ("train", "test") if (root / s).is_dir()]
+    if layout in LESION_FILE_SPLITS:
+        splits = list(LESION_FILE_SPLITS[layout])
+    else:
+        splits = [s for s in ("train", "test") if (root / s).is_dir()]
     if not splits:
         raise DataError("no train/ or test/ folder (expected the TJDR layout)", path=root)
     for split in splits:
-        dataset = TJDRDataset(root, split, annotation=annotation, strict=strict)  # type: ignore[arg-type]
+        dataset = TJDRDataset(
+            root,
+            split,
+            annotation=annotation,  # type: ignore[arg-type]
+            strict=strict,
+            layout=layout,  # type: ignore[arg-type]
+        )
         rep = SplitReport()
         sizes: Counter[str] = Counter()
         forms: Counter[str] = Counter()
@@ -120,7 +147,10 @@ def check_tjdr(root: str | Path, annotation: str = "auto", strict: bool = False)
             rep.images += 1
             height, width = image.shape[:2]
             sizes[f"{width}x{height}"] += 1
-            forms[record.annotation.suffix.lstrip(".").lower()] += 1
+            if isinstance(record, LesionFilesRecord):
+                forms["mask file per lesion"] += 1
+            else:
+                forms[record.annotation.suffix.lstrip(".").lower()] += 1
             by_hash[file_digest(record.image)].append(f"{split}/{record.name}")
             if record.grade >= 0:
                 grades[str(record.grade)] += 1
@@ -140,6 +170,48 @@ def check_tjdr(root: str | Path, annotation: str = "auto", strict: bool = False)
     report.cross_split_duplicates = [
         g for g in report.duplicates if len({name.split("/")[0] for name in g}) > 1
     ]
+    return report
+
+
+def check_graded(root: str | Path, layout: str, strict: bool = False) -> DataReport:
+    """Grades and image sizes per official split of a grading-only public dataset.
+
+    Ungradable images are skipped and counted per split (not problems: the exit status stays
+    0); every unusable row and every image whose header cannot be read is a problem.
+
+    Args:
+        root: The dataset's root (:mod:`multitask_dr.datasets.graded`).
+        layout: ``eyepacs``, ``aptos``, ``messidor2``, ``idrid`` or ``ddr``.
+        strict: Raise on the first problem instead of listing it.
+    """
+    from multitask_dr.datasets.graded import UNGRADABLE, GradedFolderDataset, official_splits
+    from multitask_dr.datasets.images import image_size
+
+    report = DataReport(str(root))
+    for split in official_splits(Path(root), layout):  # type: ignore[arg-type]
+        dataset = GradedFolderDataset(root, layout, split, strict=strict)  # type: ignore[arg-type]
+        sizes: Counter[str] = Counter()
+        grades: Counter[str] = Counter()
+        images = 0
+        for record in dataset.records:
+            try:
+                width, height = image_size(record.image)
+            except DataError as error:
+                dataset.problems.report(error.path or record.image, error.reason, "sample")
+                continue
+            images += 1
+            sizes[f"{width}x{height}"] += 1
+            grades[str(record.grade)] += 1
+        if images == 0:
+            dataset.problems.report(dataset.root, f"no usable {split} images", "split")
+        report.splits[split] = SplitReport(
+            images=images,
+            sizes=dict(sizes),
+            grades={str(g): grades[str(g)] for g in range(NUM_GRADES) if grades[str(g)]},
+            ungradable=dataset.ungradable,
+        )
+        # Ungradable images are counted per split above: the data says so, it is no fault.
+        report.problems += [str(p) for p in dataset.problems.problems if p.skipped != UNGRADABLE]
     return report
 
 
@@ -177,17 +249,25 @@ def main(argv: list[str] | None = None) -> int:
         prog="multitask-dr check-data",
         description="Report counts, sizes, duplicate images and reading problems of a dataset.",
     )
-    parser.add_argument("root", type=Path, help="TJDR-layout root, or a RetinaMNIST folder")
-    parser.add_argument("--format", choices=("tjdr", "retinamnist"), default="tjdr")
+    parser.add_argument("root", type=Path, help="the dataset's root folder")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="tjdr",
+        help="tjdr, retinamnist; lesion layouts idrid, ddr, fgadr; grading layouts "
+        "eyepacs, aptos, messidor2, idrid-grading, ddr-grading",
+    )
     parser.add_argument("--annotation", choices=("auto", "png", "labelme"), default="auto")
     parser.add_argument("--size", type=int, default=28, help="RetinaMNIST size")
     parser.add_argument("--strict", action="store_true", help="stop at the first problem")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
-    if args.format == "tjdr":
-        report = check_tjdr(args.root, args.annotation, args.strict)
-    else:
+    if args.format == "retinamnist":
         report = check_retinamnist(args.root, args.size, args.strict)
+    elif args.format in GRADED_FORMATS:
+        report = check_graded(args.root, GRADED_FORMATS[args.format], args.strict)
+    else:
+        report = check_tjdr(args.root, args.annotation, args.strict, args.format)
     print(json.dumps(asdict(report), indent=2) if args.json else report.to_text())
     return 1 if report.problems else 0
 

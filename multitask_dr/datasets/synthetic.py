@@ -1079,6 +1079,46 @@ def write_retinamnist(
     return paths
 
 
+def write_eyepacs(
+    root: str | Path,
+    *,
+    n: int = 60,
+    size: int = 128,
+    seed: int = 0,
+    grade_probs: Sequence[float] | None = None,
+) -> Path:
+    """Write a synthetic grading folder in Kaggle EyePACS's layout.
+
+    ``trainLabels.csv`` (``image,level``) and ``train/<image>.jpeg``, names
+    ``<index>_<left|right>`` as Kaggle's; each eye's grade follows its lesions (the grade
+    rule), as in the other synthetic sets. Read with
+    :class:`~multitask_dr.datamodules.GradedFolderDataModule` (``layout: eyepacs``).
+
+    Args:
+        root: Output folder (created).
+        n: Images.
+        size: Image side in pixels.
+        seed: Dataset seed.
+        grade_probs: Grade distribution (default :data:`DEFAULT_GRADE_PROBS`).
+
+    Returns:
+        The label file.
+    """
+    root = Path(root)
+    check_grade_probs(grade_probs)
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    rows = ["image,level"]
+    for index in range(n):
+        rng = image_rng(seed, "eyepacs", "train", index)
+        phantom = render_phantom(size, sample_grade(rng, grade_probs), rng)
+        name = f"{index // 2 + 1}_{('left', 'right')[index % 2]}"
+        Image.fromarray(phantom.image).save(root / "train" / f"{name}.jpeg", quality=95)
+        rows.append(f"{name},{phantom.grade}")
+    labels = root / "trainLabels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    return labels
+
+
 def write_synthetic(
     root: str | Path,
     *,

@@ -14,6 +14,10 @@ or, with ``layout="flat"``, a plain Labelme folder (as Labelme saves one, e.g. H
 
 A flat folder has no split of its own: the datamodule draws one by seed and writes it down.
 
+The same class reads the public datasets with one mask file per lesion type in their own
+layouts (``layout`` ``idrid``, ``ddr`` or ``fgadr``; see
+:mod:`multitask_dr.datasets.lesion_files`).
+
 Samples are dicts: ``image`` (H, W, 3) uint8, ``mask`` (H, W, 4) uint8 in the project's channel
 order ``MA, HE, EX, SE`` (values 0/1, :data:`~multitask_dr.lesions.IGNORE_INDEX` where not
 scored), ``grade`` (int, :data:`~multitask_dr.lesions.NO_GRADE` when unknown) and ``name``.
@@ -45,6 +49,11 @@ from multitask_dr.datasets.images import (
     open_image,
     read_image,
 )
+from multitask_dr.datasets.lesion_files import (
+    LesionFilesRecord,
+    find_lesion_files,
+    read_lesion_files,
+)
 from multitask_dr.datasets.preprocess import crop_and_resize
 from multitask_dr.datasets.problems import DataError, ProblemLog, ReportedError
 from multitask_dr.datasets.rasterize import DEFAULT_RASTERIZE, RasterizeRule, check_rule
@@ -67,7 +76,10 @@ if TYPE_CHECKING:
     from multitask_dr.datasets.labelme import LabelmeAnnotation
 
 AnnotationFormat = Literal["auto", "png", "labelme"]
-Layout = Literal["tjdr", "flat"]
+Layout = Literal["tjdr", "flat", "idrid", "ddr", "fgadr"]
+
+#: Layouts with one mask file per lesion type (:mod:`multitask_dr.datasets.lesion_files`).
+PER_LESION_LAYOUTS = ("idrid", "ddr", "fgadr")
 MaskT = TypeVar("MaskT", np.ndarray, torch.Tensor)
 
 
@@ -202,6 +214,21 @@ def read_release_mask(path: Path) -> np.ndarray:
     return release_mask_to_channels(index_mask, path)
 
 
+def parse_grade(text: str | None) -> int:
+    """An ICDR grade 0-4 from a label file's cell (the one grade-range check of every reader).
+
+    Raises:
+        ValueError: Saying why (not an integer, outside 0-4), without the file or line.
+    """
+    try:
+        grade = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"grade {text!r} is not an integer") from None
+    if not 0 <= grade < NUM_GRADES:
+        raise ValueError(f"grade {grade} is outside 0-{NUM_GRADES - 1}")
+    return grade
+
+
 def read_grades(path: Path, problems: ProblemLog) -> dict[str, int]:
     """Read ``grades.csv`` (UTF-8, columns ``image``, ``grade``); bad rows are reported, skipped.
 
@@ -226,16 +253,10 @@ def read_grades(path: Path, problems: ProblemLog) -> dict[str, int]:
             problems.report(path, "grades CSV needs the columns 'image' and 'grade'")
             return grades
         for row in reader:
-            line = reader.line_num
             try:
-                grade = int(row["grade"])
-            except (TypeError, ValueError):
-                problems.report(
-                    path, f"line {line}: grade {row['grade']!r} is not an integer", "row"
-                )
-                continue
-            if not 0 <= grade < NUM_GRADES:
-                problems.report(path, f"line {line}: grade {grade} is outside 0-4", "row")
+                grade = parse_grade(row["grade"])
+            except ValueError as error:
+                problems.report(path, f"line {reader.line_num}: {error}", "row")
                 continue
             grades[Path(row["image"] or "").stem] = grade
     except csv.Error as error:
@@ -390,8 +411,11 @@ class TJDRDataset(Dataset):
         rasterize: How Labelme JSON becomes masks: ``labelme`` (Labelme's own converter,
             pixel for pixel) or ``pixel_centre`` (area-unbiased); see
             :mod:`multitask_dr.datasets.rasterize`. Release PNGs are read as they are.
-        layout: ``tjdr`` (the release layout) or ``flat`` (a plain Labelme folder: ``split``
-            is then ignored and ``names`` chooses the split's images).
+        layout: ``tjdr`` (the release layout), ``flat`` (a plain Labelme folder: ``split``
+            is then ignored and ``names`` chooses the split's images), or a public dataset
+            with one mask file per lesion: ``idrid``, ``ddr``, ``fgadr`` (``root`` is that
+            dataset's root, ``split`` one of its official splits, ``annotation`` and
+            ``label_map`` unused; see :mod:`multitask_dr.datasets.lesion_files`).
         annotated_lesions: Lesion types this source annotates (``None``: all four); the
             others' channels are unscored (:func:`unscore_unannotated`).
     """
@@ -413,8 +437,10 @@ class TJDRDataset(Dataset):
         annotated_lesions: Sequence[str] | None = None,
     ) -> None:
         self.rasterize = check_rule(rasterize)
-        if layout not in ("tjdr", "flat"):
-            raise ValueError(f"layout must be 'tjdr' or 'flat', got {layout!r}")
+        if layout not in ("tjdr", "flat", *PER_LESION_LAYOUTS):
+            raise ValueError(
+                f"layout must be one of {('tjdr', 'flat', *PER_LESION_LAYOUTS)}, got {layout!r}"
+            )
         self.layout: Layout = layout
         self.annotated_lesions = check_lesions(annotated_lesions)
         self.root = Path(root)
@@ -426,12 +452,21 @@ class TJDRDataset(Dataset):
         self.problems = ProblemLog(strict=strict)
         self.transform = transform
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.records: list[TJDRRecord | LesionFilesRecord]
+        if layout in PER_LESION_LAYOUTS:
+            if not self.root.is_dir():
+                raise DataError(f"{layout} root does not exist", path=self.root)
+            self.records = list(find_lesion_files(self.root, layout, split, self.problems))
+            if names is not None:
+                wanted = set(names)
+                self.records = [r for r in self.records if r.name in wanted]
+            return
         split_dir = self.root if layout == "flat" else self.root / split
         if not split_dir.is_dir():
             raise DataError(
                 f"split folder does not exist (TJDR root is {self.root})", path=split_dir
             )
-        self.records = find_records(split_dir, annotation, self.problems, layout)
+        self.records = list(find_records(split_dir, annotation, self.problems, layout))
         if names is not None:
             wanted = set(names)
             self.records = [r for r in self.records if r.name in wanted]
@@ -446,13 +481,16 @@ class TJDRDataset(Dataset):
         part.records = [r for r in self.records if r.name in wanted]
         return part
 
-    def load_raw(self, record: TJDRRecord) -> tuple[np.ndarray, np.ndarray]:
+    def load_raw(self, record: TJDRRecord | LesionFilesRecord) -> tuple[np.ndarray, np.ndarray]:
         """Read one record's full-resolution image and ``(H, W, 4)`` mask.
 
         Raises:
             DataError: When a file is unreadable or the two disagree in size.
             ReportedError: When the problem is already in :attr:`problems` (Labelme files).
         """
+        if isinstance(record, LesionFilesRecord):
+            image = read_image(record.image)
+            return image, read_lesion_files(record, image.shape[:2])
         if record.image == record.annotation:
             return self._labelme_with_image(record.annotation)
         image = read_image(record.image)
@@ -501,9 +539,16 @@ class TJDRDataset(Dataset):
             parsed, height=height, width=width, rasterize=self.rasterize
         )
 
-    def cache_key(self, record: TJDRRecord) -> str:
-        """Cache key: content of both files plus every setting that changes the output."""
+    def cache_key(self, record: TJDRRecord | LesionFilesRecord) -> str:
+        """Cache key: content of its files plus every setting that changes the output."""
         settings = f"{self.image_size}|{self.crop_fov}|{sorted(self.label_map.items())}"
+        if isinstance(record, LesionFilesRecord):
+            # The layout decides what an absent mask file means.
+            settings = f"{self.image_size}|{self.crop_fov}|{self.layout}"
+            return (
+                f"{record.name}-{cached_file_digest(*record.files)}-"
+                + hashlib.sha1(settings.encode()).hexdigest()[:8]
+            )
         if record.annotation.suffix == ".json":
             # Only JSON is rasterized: release PNGs keep their cache whatever the rule.
             settings += f"|rasterize={self.rasterize}"

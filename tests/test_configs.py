@@ -72,3 +72,42 @@ def test_joint_graded_overlay_swaps_in_the_graded_folder(capsys):
     grading = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["grading"]
     assert grading["class_path"] == "multitask_dr.datamodules.GradedFolderDataModule"
     assert grading["init_args"]["layout"] == "eyepacs" and grading["init_args"]["synthetic"]
+
+
+def test_joint_graded_fits_and_tests_on_its_synthetic_default(tmp_path):
+    import csv
+    import warnings
+
+    folder = CONFIGS[0].parent
+    base = ["--config", str(folder / "demo.yaml"), "--config", str(folder / "joint_graded.yaml")]
+    tiny = [
+        "--model.encoder", "tu-test_resnet",
+        "--model.encoder_weights", "null",
+        "--model.decoder_channels", "[16, 16, 8, 8, 8]",
+        "--trainer.max_epochs", "1",
+        "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "2",
+        "--trainer.limit_test_batches", "2",
+        "--trainer.callbacks", "null",
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(tmp_path),
+        "--trainer.enable_progress_bar", "false",
+        "--data.init_args.segmentation.init_args.root", str(tmp_path / "tjdr"),
+        "--data.init_args.segmentation.init_args.synthetic",
+        "{n_train: 6, n_test: 4, size: 64, seed: 0}",
+        "--data.init_args.segmentation.init_args.image_size", "64",
+        "--data.init_args.grading.init_args.root", str(tmp_path / "eyepacs"),
+        "--data.init_args.grading.init_args.synthetic", "{n: 12, size: 96, seed: 0}",
+        "--data.init_args.grading.init_args.image_size", "64",
+    ]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", *base, *tiny]) == 0
+        assert main(["test", *base, *tiny]) == 0
+    rows = []
+    for path in sorted(tmp_path.rglob("metrics.csv")):
+        with path.open() as handle:
+            rows += list(csv.DictReader(handle))
+    logged = {k for row in rows for k, v in row.items() if v}
+    # Lesions from the phantoms and grades from the full-resolution graded folder, both scored.
+    assert {"test/seg/aupr_mean", "test/grade/auc", "val/grade/qwk"} <= logged

@@ -53,10 +53,10 @@ from multitask_dr.lesions import (
     LESIONS,
     NO_GRADE,
     NUM_LESIONS,
+    lesion_colour,
 )
 from multitask_dr.models.ordinal import expected_grade
 from multitask_dr.predict import (
-    OVERLAY_COLOURS,
     lesion_effects,
     lesion_statistics,
     logit_contributions,
@@ -141,7 +141,7 @@ def pr_figure(precision: list[np.ndarray], recall: list[np.ndarray]) -> Figure:
     fig = Figure(figsize=(4.6, 4.0), dpi=100, layout="constrained")
     ax = fig.subplots()
     for c, lesion in enumerate(LESIONS):
-        colour = np.array(OVERLAY_COLOURS[lesion]) / 255 * 0.8
+        colour = np.array(lesion_colour(lesion)) * 0.8
         ax.plot(recall[c], precision[c], color=colour, label=f"{lesion} ({LESION_NAMES[lesion]})")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
     ax.set_title("Lesion precision-recall (pixels)")
@@ -185,7 +185,7 @@ def panel_figure(panel: list[dict[str, Any]], alpha: float = 0.45) -> Figure:
             ax.imshow(image)
             ax.set_title(title, fontsize=7)
             ax.axis("off")
-    handles = [Patch(color=np.array(OVERLAY_COLOURS[k]) / 255, label=k) for k in LESIONS]
+    handles = [Patch(color=lesion_colour(k), label=k) for k in LESIONS]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(LESIONS), fontsize=8)
     return fig
 

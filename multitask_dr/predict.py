@@ -9,7 +9,7 @@
   takes the first of :data:`~multitask_dr.lesions.RELEASE_PRIORITY`, as every one-index
   file the project writes;
 - ``<name>_overlay.png``: the photograph with the lesions filled and outlined in
-  :data:`OVERLAY_COLOURS`;
+  :data:`~multitask_dr.lesions.LESION_COLOURS`;
 - ``<name>.json``: grade, grade probabilities, expected grade and, per lesion, area, count,
   peak probability and contribution to the grade;
 
@@ -58,9 +58,6 @@ from multitask_dr.models.ordinal import expected_grade
 
 log = logging.getLogger(__name__)
 
-#: Overlay colour of each lesion: the project's one table (kept under this name for callers).
-OVERLAY_COLOURS = LESION_COLOURS
-
 
 # ---------------------------------------------------------------------------- per-image numbers
 def lesion_statistics(binary: np.ndarray, probs: np.ndarray) -> dict[str, dict[str, float]]:
@@ -103,7 +100,7 @@ def overlay(
         region = index_mask == RELEASE_INDEX[lesion]
         if not region.any():
             continue
-        colour = np.array(OVERLAY_COLOURS[lesion], dtype=np.float32)
+        colour = np.array(LESION_COLOURS[lesion], dtype=np.float32)
         out[region] = (1 - alpha) * out[region] + alpha * colour
     # cv2 draws only into C-contiguous arrays; numpy keeps a transposed input's layout.
     out_u8 = np.ascontiguousarray(out.clip(0, 255).astype(np.uint8))
@@ -112,7 +109,7 @@ def overlay(
         if region.any():
             # Outlines keep a 2-pixel microaneurysm visible once the overlay is downscaled.
             contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(out_u8, contours, -1, OVERLAY_COLOURS[lesion], thickness)
+            cv2.drawContours(out_u8, contours, -1, LESION_COLOURS[lesion], thickness)
     if max_side is not None and max(out_u8.shape[:2]) > max_side:
         scale = max_side / max(out_u8.shape[:2])
         size = (round(out_u8.shape[1] * scale), round(out_u8.shape[0] * scale))

@@ -190,6 +190,9 @@ class TJDRDataModule(SeededDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".cache"
         self.synthetic = synthetic
         self.datasets: dict[str, TJDRDataset] = {}
+        # Lesion presence per training image: a flat folder's test draw and the train/val draw
+        # both stratify by it, and each needs a mask decode.
+        self._presence: dict[str, int] = {}
 
     def prepare_data(self) -> None:
         """Write the synthetic dataset on first use when asked to and the root is missing."""
@@ -308,12 +311,15 @@ class TJDRDataModule(SeededDataModule):
         self.mean = self.mean or mean  # type: ignore[assignment]
         self.std = self.std or std  # type: ignore[assignment]
 
-    @staticmethod
-    def _lesion_bits(dataset: TJDRDataset, index: int) -> int:
-        # Only the annotated lesion types: an occasional mark of another type says nothing.
-        mask = unscore_unannotated(dataset.load(index)[1], dataset.annotated_lesions)
-        present = [(mask[..., c] == 1).any() for c in range(len(LESIONS))]
-        return sum(1 << c for c, p in enumerate(present) if p)
+    def _lesion_bits(self, dataset: TJDRDataset, index: int) -> int:
+        """Which annotated lesion types image ``index`` holds, as a bit set (read once)."""
+        name = dataset.records[index].name
+        if name not in self._presence:
+            # Only the annotated lesion types: an occasional mark of another type says nothing.
+            mask = unscore_unannotated(dataset.load(index)[1], dataset.annotated_lesions)
+            present = [(mask[..., c] == 1).any() for c in range(len(LESIONS))]
+            self._presence[name] = sum(1 << c for c, p in enumerate(present) if p)
+        return self._presence[name]
 
     @staticmethod
     def _report(dataset: TJDRDataset) -> None:

@@ -28,6 +28,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 from multitask_dr.errors import Interrupted, UserError  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: Read by ``fit``/``validate``/``test``/``predict`` before any ``--config``.
+BASE_CONFIG = CONFIG_DIR / "base.yaml"
 EXTRA_COMMANDS = ("synth", "check-data")
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "MULTITASK_DR_DEBUG"
@@ -38,11 +40,14 @@ USER_ERROR = 2
 
 
 def config_names() -> list[str]:
-    """Experiment configs under ``configs/`` (sweep files are for ``wandb sweep``, not the CLI)."""
+    """Experiments and overlays under ``configs/``.
+
+    Not the base (always applied) nor sweep files (for ``wandb sweep``, not the CLI).
+    """
     return sorted(
         p.relative_to(CONFIG_DIR).as_posix()
         for p in CONFIG_DIR.rglob("*.yaml")
-        if "sweeps" not in p.relative_to(CONFIG_DIR).parts
+        if "sweeps" not in p.relative_to(CONFIG_DIR).parts and p != BASE_CONFIG
     )
 
 

@@ -6,6 +6,11 @@ need.
 
 What it adds to :class:`~lightning.pytorch.cli.LightningCLI`:
 
+- ``configs/base.yaml`` read before any ``--config`` (``configs/README.md``: a base plus
+  overlays), and the callbacks every run shares as their own config groups, so an overlay
+  changes one key of one of them instead of restating the ``trainer.callbacks`` list:
+  ``checkpoint`` (the best by its ``monitor``), ``last_checkpoint`` (rewritten after every epoch,
+  in ``checkpoint``'s folder), ``lr_monitor`` and ``media``; ``null`` turns one off;
 - a checked ``--ckpt_path`` (:func:`~multitask_dr.checkpoints.check_checkpoint`) and no
   ``predict`` without one;
 - configuration values the classes reject become a :class:`~multitask_dr.errors.ConfigError`;
@@ -29,6 +34,7 @@ from typing import Any
 from lightning import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import (
     BasePredictionWriter,
+    LearningRateMonitor,
     ModelCheckpoint,
     ProgressBar,
     RichProgressBar,
@@ -38,8 +44,9 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from multitask_dr.callbacks import WandbMedia
 from multitask_dr.checkpoints import check_checkpoint
-from multitask_dr.cli import CONFIG_DIR, DEBUG_HINT, config_names
+from multitask_dr.cli import BASE_CONFIG, CONFIG_DIR, DEBUG_HINT, config_names
 from multitask_dr.errors import ConfigError, Interrupted, UserError
 from multitask_dr.predict import PredictionWriter
 from multitask_dr.tasks.multitask import MultiTaskDR
@@ -115,7 +122,19 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class MultiTaskCLI(LightningCLI):
-    """LightningCLI with the project's task and any of its datamodules."""
+    """LightningCLI with the project's task and any of its datamodules, over ``base.yaml``."""
+
+    def __init__(self, *args: Any, parser_kwargs: dict[str, Any] | None = None, **kwargs: Any):
+        """As LightningCLI; each parser reads :data:`~multitask_dr.cli.BASE_CONFIG` first."""
+        parser_kwargs = dict(parser_kwargs or {})
+        base = {"default_config_files": [str(BASE_CONFIG)]}
+        if kwargs.get("run", True):
+            # Per subcommand: the main parser's default file would need a `fit:` level.
+            for name in self.subcommands():
+                parser_kwargs[name] = base | parser_kwargs.get(name, {})
+        else:
+            parser_kwargs |= base
+        super().__init__(*args, parser_kwargs=parser_kwargs, **kwargs)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         """List the configs in ``--help``; add the prediction writer's options."""
@@ -127,21 +146,38 @@ class MultiTaskCLI(LightningCLI):
         # Attached in every subcommand (it acts only in predict), so `predict` never runs
         # without writing its results and a run's saved config says where they would go.
         parser.add_lightning_class_args(PredictionWriter, "prediction")
+        # Two checkpoint callbacks rather than `save_last`: beside a monitored checkpoint,
+        # Lightning 2.6 refreshes last.ckpt only when the monitored one improves, so an
+        # interrupted fit would resume from a stale epoch. One folder for both.
+        for key, callback in (
+            ("checkpoint", ModelCheckpoint),
+            ("last_checkpoint", ModelCheckpoint),
+            ("lr_monitor", LearningRateMonitor),
+            ("media", WandbMedia),
+        ):
+            parser.add_lightning_class_args(callback, key, subclass_mode=True, required=False)
+        parser.link_arguments("checkpoint.init_args.dirpath", "last_checkpoint.init_args.dirpath")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The trainer, with a Rich progress bar unless one is configured or bars are off.
+        """The trainer: ``trainer.callbacks``, then the callback groups that are not ``null``.
 
-        Added here rather than listed in every config: Lightning refuses a progress bar
+        A Rich progress bar is added unless one is configured or bars are off; here rather than
+        listed in every config: Lightning refuses a progress bar
         callback together with ``--trainer.enable_progress_bar false``, which benchmarks and
         tests pass.
         """
-        config = self._get(self.config_init, "trainer", default={})
-        callbacks = config.get("callbacks") or []
-        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        listed = config.get("callbacks") or []
+        listed = listed if isinstance(listed, list) else [listed]
+        # The callback groups (checkpoint, media, ...), less those a config set to null.
+        groups = [
+            self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys
+        ]
+        callbacks = [*listed, *(cb for cb in groups if cb is not None)]
         wanted = config.get("enable_progress_bar") is not False
         if wanted and not any(isinstance(cb, ProgressBar) for cb in callbacks):
-            config["callbacks"] = [*callbacks, RichProgressBar()]
-        return super().instantiate_trainer(**kwargs)
+            callbacks.append(RichProgressBar())
+        return self._instantiate_trainer({**config, "callbacks": callbacks}, [])
 
     def _parse_ckpt_path(self) -> None:
         """Check ``--ckpt_path`` before anything reads it; ``predict`` must have one."""
@@ -282,6 +318,10 @@ def run(argv: list[str], from_command_line: bool) -> int:
     Returns:
         0 (errors and stops are raised as :class:`~multitask_dr.errors.UserError`).
     """
+    if not BASE_CONFIG.is_file():
+        # Every config in configs/ is an overlay on it: without it they would silently lose
+        # their logger and checkpoints.
+        raise ConfigError(f"{BASE_CONFIG} is missing (the configs' shared base)")
     default_wandb_mode()
     if from_command_line:
         sys.argv = [sys.argv[0], *argv]

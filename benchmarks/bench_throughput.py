@@ -31,7 +31,7 @@ resident set size seen at a step end on CPU (one process: both sides show about 
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_throughput.py            # CPU, configs/demo.yaml
-    python benchmarks/bench_throughput.py --device cuda                # configs/gpu/..., bf16
+    python benchmarks/bench_throughput.py --device cuda   # tjdr_retinamnist + gpu/gpu.yaml, bf16
     python benchmarks/bench_throughput.py --config my.yaml --model.encoder tu-test_resnet
 
 Arguments the benchmark does not know are passed to the CLI (``--config`` and any override).
@@ -82,8 +82,8 @@ from multitask_dr.models.ordinal import grade_probabilities  # noqa: E402
 from multitask_dr.tasks.multitask import MultiTaskDR, split_sources  # noqa: E402
 
 DEFAULT_CONFIGS = {
-    "cpu": REPO / "configs" / "demo.yaml",
-    "cuda": REPO / "configs" / "gpu" / "tjdr_retinamnist.yaml",
+    "cpu": [REPO / "configs" / "demo.yaml"],
+    "cuda": [REPO / "configs" / "tjdr_retinamnist.yaml", REPO / "configs" / "gpu" / "gpu.yaml"],
 }
 COLUMNS = (
     "phase",
@@ -396,14 +396,22 @@ class BenchCLI(MultiTaskCLI):
             setattr(trainer, key, value)
         callbacks = trainer.callbacks or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        # The callback groups too (checkpoint, last_checkpoint, media, ...), as parsed: links
+        # such as last_checkpoint's folder are already resolved here.
+        groups = {key: self.config.get(key) for key in self.parser.callback_keys}
         kept = []
-        for callback in callbacks:
+        for key, callback in [*((None, cb) for cb in callbacks), *groups.items()]:
+            if callback is None or not hasattr(callback, "class_path"):
+                continue
             name = str(callback.class_path)
             if name.endswith("ModelCheckpoint"):
                 callback.init_args.dirpath = str(self.work / "checkpoints")
             if name.endswith("WandbMedia") and not self.keep_media:
+                if key is not None:
+                    self.config[key] = None
                 continue
-            kept.append(callback)
+            if key is None:
+                kept.append(callback)
         trainer.callbacks = kept
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
         for logger in loggers:
@@ -847,7 +855,8 @@ def measure_all(args: argparse.Namespace, cli_args: list[str], work: Path) -> tu
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible")
     if not any(a == "--config" or a.startswith("--config=") for a in cli_args):
-        cli_args = ["--config", str(DEFAULT_CONFIGS[device.type]), *cli_args]
+        defaults = [arg for path in DEFAULT_CONFIGS[device.type] for arg in ("--config", str(path))]
+        cli_args = [*defaults, *cli_args]
     if device.type == "cpu":
         cli_args = [*cli_args, "--trainer.accelerator", "cpu"]
     results = []

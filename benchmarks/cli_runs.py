@@ -1,13 +1,16 @@
 """What the CLI-driven benchmarks share: config files and overrides, CSV metrics, summaries.
 
 Each benchmark runs the real ``multitask-dr`` CLI in-process on a config from ``configs/`` (plus
-overlays and ``--set`` overrides), logs to a CSV logger and reads the metrics back from it.
+overlays and ``--set`` overrides, on the config the CLI composes from them), logs to a CSV logger
+and reads the metrics back from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import io
 import statistics
 from pathlib import Path
 from typing import Any
@@ -24,26 +27,24 @@ def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """``overlay`` on ``base`` as LightningCLI reads ``--config base --config overlay``.
-
-    Mappings merge key by key; anything else (lists included) is replaced.
-    """
-    merged = copy.deepcopy(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def load_configs(paths: list[Path]) -> dict[str, Any]:
-    """A base config with overlays merged on it in order."""
-    config: dict[str, Any] = {}
-    for path in paths:
-        config = merge(config, yaml.safe_load(path.read_text()))
-    return config
+    """The config ``multitask-dr fit --config P1 --config P2 ...`` runs, every key spelt out.
+
+    Composed by the CLI itself (``--print_config``): ``configs/base.yaml``, then each path in
+    order, as a run reads them.
+    """
+    from multitask_dr.cli import main as cli_main
+
+    args = ["fit", *(arg for path in paths for arg in ("--config", str(path))), "--print_config"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        try:
+            status = cli_main(args)
+        except SystemExit as done:  # --print_config exits once it has printed
+            status = done.code
+    if status:
+        raise ValueError(f"{' + '.join(map(str, paths))}: not a valid config (status {status})")
+    return yaml.safe_load(printed.getvalue())
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -63,9 +64,18 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 
 def model_checkpoints(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The config's ``ModelCheckpoint`` entries (the best one and the per-epoch ``last``)."""
-    callbacks = config["trainer"].get("callbacks", [])
-    return [cb for cb in callbacks if cb["class_path"].endswith("ModelCheckpoint")]
+    """The ``ModelCheckpoint`` entries of a composed config, as the CLI builds them.
+
+    The ``checkpoint`` group itself (the best one), then ``last_checkpoint`` as a copy with the
+    folder it follows (``checkpoint``'s), then any listed under ``trainer.callbacks``.
+    """
+    best, last = config.get("checkpoint"), config.get("last_checkpoint")
+    found = [best] if best else []
+    if last:
+        dirpath = (best or {}).get("init_args", {}).get("dirpath")
+        found.append(last | {"init_args": last.get("init_args", {}) | {"dirpath": dirpath}})
+    callbacks = config["trainer"].get("callbacks") or []
+    return found + [cb for cb in callbacks if cb["class_path"].endswith("ModelCheckpoint")]
 
 
 def checkpoint_callback(config: dict[str, Any]) -> dict[str, Any]:
@@ -85,8 +95,11 @@ def route_outputs(config: dict[str, Any], out: Path) -> None:
     }
     trainer["enable_progress_bar"] = False
     trainer["enable_model_summary"] = False
-    for callback in model_checkpoints(config):
-        callback.setdefault("init_args", {})["dirpath"] = str(out / "ckpt")
+    # last_checkpoint follows checkpoint's folder.
+    config["checkpoint"].setdefault("init_args", {})["dirpath"] = str(out / "ckpt")
+    for callback in trainer.get("callbacks") or []:
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            callback.setdefault("init_args", {})["dirpath"] = str(out / "ckpt")
     checkpoint_callback(config)["init_args"]["filename"] = "best"
 
 

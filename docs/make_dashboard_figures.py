@@ -59,8 +59,8 @@ def main() -> None:
         common = ["--config", args.config, "--ckpt_path", args.ckpt]
         common += ["--trainer.enable_progress_bar", "false"]
         test = ["test", *common, "--trainer.logger.init_args.save_dir", str(out)]
-        # The demo config's WandbMedia is the last callback: a panel of 4 for the picture.
-        test += ["--trainer.callbacks.init_args.num_images", "4"]
+        # A panel of 4 for the picture.
+        test += ["--media.num_images", "4"]
         assert cli(test) == 0
         (run,) = (out / "wandb").glob("offline-run-*")
         media = run / "files" / "media" / "images" / "test"

@@ -1,6 +1,6 @@
 """Callbacks for the W&B dashboard: media per evaluation epoch and the best model as an artifact.
 
-:class:`WandbMedia` (add it under ``trainer.callbacks``; every config in ``configs/`` does)
+:class:`WandbMedia` (the CLI's ``media`` group; ``configs/base.yaml`` turns it on)
 logs, after each validation epoch (every ``every_n_epochs``) and after testing:
 
 - ``{stage}/panel``: a fixed panel of evaluation images (the first ``num_images`` of the first

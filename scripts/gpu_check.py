@@ -6,10 +6,11 @@ and the project installed. In a fresh work folder it:
 1. writes synthetic data at full resolution (TJDR-layout 1024² photographs and masks,
    RetinaMNIST at 224²) with ``multitask-dr synth``;
 2. runs a short ``fit`` (a few steps, two validation batches per source, so the sliding-window
-   validation, the metrics, ``WandbMedia`` and the checkpoint all run) with every
-   ``configs/gpu/*.yaml`` one machine can run: the 1-GPU config and the DDP config (every
-   visible GPU; with one GPU, DDP in one process over NCCL). The 2-node config is parsed,
-   not run (it needs 2 machines under SLURM);
+   validation, the metrics, ``WandbMedia`` and the checkpoint all run) of
+   ``configs/tjdr_retinamnist.yaml`` under every ``configs/gpu/*.yaml`` overlay one machine can
+   run: ``gpu.yaml`` (1 GPU) and ``ddp.yaml`` on top of it (every visible GPU; with one GPU,
+   DDP in one process over NCCL). ``multinode.yaml`` is parsed, not run (it needs 2 machines
+   under SLURM);
 3. ``test`` of the 1-GPU checkpoint (whole 1024² images by 512² sliding windows) and
    ``predict`` on the synthetic test photographs;
 4. ``benchmarks/bench_throughput.py --device cuda`` on the 1-GPU config: the framework
@@ -40,10 +41,16 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+BASE = REPO / "configs" / "base.yaml"
+EXPERIMENT = REPO / "configs" / "tjdr_retinamnist.yaml"
 GPU_CONFIGS = REPO / "configs" / "gpu"
-SINGLE = GPU_CONFIGS / "tjdr_retinamnist.yaml"
-DDP = GPU_CONFIGS / "tjdr_retinamnist_ddp.yaml"
-MULTINODE = GPU_CONFIGS / "tjdr_retinamnist_multinode.yaml"
+GPU = GPU_CONFIGS / "gpu.yaml"
+DDP = GPU_CONFIGS / "ddp.yaml"
+MULTINODE = GPU_CONFIGS / "multinode.yaml"
+#: The config stacks (``--config`` in order) of the 1-GPU, DDP and 2-node runs.
+SINGLE = [EXPERIMENT, GPU]
+DDP_STACK = [*SINGLE, DDP]
+MULTINODE_STACK = [*DDP_STACK, MULTINODE]
 SEG = "--data.init_args.segmentation.init_args"
 GRADE = "--data.init_args.grading.init_args"
 
@@ -109,18 +116,22 @@ class Plan:
     steps: list[Step] = field(default_factory=list)
 
 
-def checkpoint_path(config: Path, work: Path) -> Path:
-    """Where ``config``'s monitored ``ModelCheckpoint`` writes the best checkpoint, from ``work``.
+def config_args(stack: Sequence[Path]) -> list[str]:
+    """``--config P`` for each file of ``stack``, in order."""
+    return [arg for path in stack for arg in ("--config", str(path))]
 
-    (Configs also keep an unmonitored ``last`` checkpoint for resuming.)
+
+def checkpoint_path(stack: Sequence[Path], work: Path) -> Path:
+    """Where ``stack``'s ``checkpoint`` callback writes the best checkpoint, from ``work``.
+
+    The last file naming ``checkpoint.dirpath`` or ``filename`` wins, ``configs/base.yaml``
+    first, as the CLI reads them. (Configs also keep ``last_checkpoint`` for resuming.)
     """
-    callbacks = yaml.safe_load(config.read_text())["trainer"]["callbacks"]
-    (init,) = [
-        c["init_args"]
-        for c in callbacks
-        if c["class_path"].endswith("ModelCheckpoint") and c["init_args"].get("monitor")
-    ]
-    return work / init["dirpath"] / f"{init['filename']}.ckpt"
+    settings: dict[str, str] = {}
+    for path in [BASE, *stack]:
+        group = (yaml.safe_load(path.read_text()) or {}).get("checkpoint") or {}
+        settings |= group.get("init_args", group)
+    return work / settings["dirpath"] / f"{settings['filename']}.ckpt"
 
 
 def expect_file(path: Path, contains: str | None = None) -> Callable[[Path], str | None]:
@@ -157,7 +168,7 @@ def build_plan(work: Path, cpu: bool = False, imagenet: bool = False) -> Plan:
         "--trainer.limit_val_batches", "2",
     ]  # fmt: skip
     ckpt = checkpoint_path(SINGLE, work)
-    ddp_ckpt = checkpoint_path(DDP, work)
+    ddp_ckpt = checkpoint_path(DDP_STACK, work)
     predictions = work / "predictions"
     table = work / "throughput.md"
     plan = Plan(work=work, cpu=cpu)
@@ -172,30 +183,29 @@ def build_plan(work: Path, cpu: bool = False, imagenet: bool = False) -> Plan:
             expect_file(data / "tjdr" / "test" / "grades.csv"),
         ),
         Step(
-            f"fit {SINGLE.name}",
-            [*cli, "fit", "--config", str(SINGLE), *common, *short_fit],
+            f"fit {EXPERIMENT.name}",
+            [*cli, "fit", *config_args(SINGLE), *common, *short_fit],
             expect_file(ckpt),
         ),
         Step(
             f"fit {DDP.name}",
-            [*cli, "fit", "--config", str(DDP), *common, *short_fit],
+            [*cli, "fit", *config_args(DDP_STACK), *common, *short_fit],
             expect_file(ddp_ckpt),
         ),
         Step(
             f"parse {MULTINODE.name}",
-            [*cli, "fit", "--config", str(MULTINODE), *common, "--print_config"],
+            [*cli, "fit", *config_args(MULTINODE_STACK), *common, "--print_config"],
         ),
         Step(
-            f"test {SINGLE.name} (sliding windows)",
-            [*cli, "test", "--config", str(SINGLE), *common, "--ckpt_path", str(ckpt)],
+            f"test {EXPERIMENT.name} (sliding windows)",
+            [*cli, "test", *config_args(SINGLE), *common, "--ckpt_path", str(ckpt)],
         ),
         Step(
-            f"predict {SINGLE.name}",
+            f"predict {EXPERIMENT.name}",
             [
                 *cli,
                 "predict",
-                "--config",
-                str(SINGLE),
+                *config_args(SINGLE),
                 *common,
                 "--ckpt_path",
                 str(ckpt),
@@ -213,8 +223,7 @@ def build_plan(work: Path, cpu: bool = False, imagenet: bool = False) -> Plan:
                 str(REPO / "benchmarks" / "bench_throughput.py"),
                 "--device",
                 "cpu" if cpu else "cuda",
-                "--config",
-                str(SINGLE),
+                *config_args(SINGLE),
                 *common,
                 # Long enough epochs that the timed steps never cross an epoch end.
                 f"{SEG}.patches_per_image",

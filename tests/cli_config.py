@@ -1,34 +1,13 @@
-"""The tiny joint-model CLI config the end-to-end tests build on (each adds what it checks)."""
+"""The tiny joint-model CLI config the end-to-end tests build on (each adds what it checks).
+
+The CLI reads ``configs/base.yaml`` under it: its checkpoint pair is kept (pointed at
+``out/ckpt``), its LR monitor and W&B media are off unless a test lists them in ``callbacks``.
+"""
 
 from pathlib import Path
 from typing import Any
 
 TINY_MODEL = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
-
-
-def checkpoint(out: Path) -> dict[str, Any]:
-    """Best-on-``val/score`` checkpoint at ``out/ckpt/best.ckpt``."""
-    return {
-        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-        "init_args": {
-            "monitor": "val/score",
-            "mode": "max",
-            "dirpath": str(out / "ckpt"),
-            "filename": "best",
-        },
-    }
-
-
-def last_checkpoint(out: Path) -> dict[str, Any]:
-    """Unmonitored checkpoint rewritten every epoch at ``out/ckpt/last.ckpt`` (for resuming)."""
-    return {
-        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-        "init_args": {
-            "dirpath": str(out / "ckpt"),
-            "filename": "last",
-            "enable_version_counter": False,
-        },
-    }
 
 
 def wandb_logger(out: Path) -> dict[str, Any]:
@@ -56,7 +35,7 @@ def tiny_joint_config(
         out: Where logs and checkpoints go.
         conditioning: Grade head mode.
         loggers: Logger entries (default: W&B only).
-        callbacks: Callbacks after the two checkpoint callbacks (best and last).
+        callbacks: ``trainer.callbacks`` (the base's checkpoints, best and last, are kept).
         trainer: Trainer keys to add or override.
         segmentation: TJDR datamodule keys to add or override.
     """
@@ -72,9 +51,13 @@ def tiny_joint_config(
             "enable_progress_bar": False,
             "enable_model_summary": False,
             "logger": loggers if loggers is not None else [wandb_logger(out)],
-            "callbacks": [checkpoint(out), last_checkpoint(out), *(callbacks or [])],
+            "callbacks": list(callbacks or []),
         }
         | (trainer or {}),
+        # best.ckpt on val/score and last.ckpt (rewritten every epoch) in out/ckpt.
+        "checkpoint": {"dirpath": str(out / "ckpt")},
+        "lr_monitor": None,
+        "media": None,
         "model": TINY_MODEL | {"conditioning": conditioning},
         "data": {
             "class_path": "multitask_dr.datamodules.JointDataModule",

@@ -11,7 +11,8 @@ from tests.scripts import REPO, load_script
 
 
 def tiny_config(synthetic_root, tmp_path):
-    config = yaml.safe_load((REPO / "configs" / "real_lesions.yaml").read_text())
+    bench = load_script("benchmarks/bench_real_lesions.py")
+    config = bench.load_configs([REPO / "configs" / "real_lesions.yaml"])
     flat = tmp_path / "flat"
     flat.mkdir()
     for split in ("train", "test"):
@@ -27,9 +28,7 @@ def tiny_config(synthetic_root, tmp_path):
     config["model"] = {**config["model"], **TINY_MODEL}
     config["model"].pop("encoder_weights")
     config["trainer"] |= {"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 2}
-    config["trainer"]["callbacks"] = [
-        cb for cb in config["trainer"]["callbacks"] if "WandbMedia" not in cb["class_path"]
-    ]
+    config["media"] = None
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -37,7 +36,7 @@ def tiny_config(synthetic_root, tmp_path):
 
 def test_seeds_reach_every_lesion_source_and_the_split_seed_stays(tmp_path):
     bench = load_script("benchmarks/bench_real_lesions.py")
-    base = yaml.safe_load((REPO / "configs" / "real_lesions.yaml").read_text())
+    base = bench.load_configs([REPO / "configs" / "real_lesions.yaml"])
     config = bench.run_config(base, "scratch", 5, ["trainer.max_epochs=3"], tmp_path)
     assert config["seed_everything"] == 5 and config["model"]["encoder_weights"] is None
     sources = bench.lesion_sources(config)

@@ -24,9 +24,11 @@ def test_plan_runs_every_gpu_config_at_its_own_resolution(check, tmp_path):
     plan = check.build_plan(tmp_path)
     steps = {step.name: step for step in plan.steps}
     configs = sorted((REPO / "configs" / "gpu").glob("*.yaml"))
-    used = {Path(option(s.argv, "--config")) for s in plan.steps if "--config" in s.argv}
-    assert used == set(configs)  # a new GPU config must be added to the check
-    single = yaml.safe_load(check.SINGLE.read_text())["data"]["init_args"]
+    used = {
+        Path(a) for s in plan.steps for i, a in enumerate(s.argv) if s.argv[i - 1] == "--config"
+    }
+    assert used == {check.EXPERIMENT, *configs}  # a new GPU config must be added to the check
+    single = yaml.safe_load(check.EXPERIMENT.read_text())["data"]["init_args"]
     synth = steps["synthetic data"].argv
     # Full resolution: the synthetic photographs at the config's working size.
     assert option(synth, "--size") == str(single["segmentation"]["init_args"]["image_size"])
@@ -41,11 +43,7 @@ def test_plan_runs_every_gpu_config_at_its_own_resolution(check, tmp_path):
             assert option(argv, "--model.encoder_weights") == "null"  # no download needed
     # test and predict read the checkpoint the config's ModelCheckpoint writes.
     ckpt = option(steps["test tjdr_retinamnist.yaml (sliding windows)"].argv, "--ckpt_path")
-    callback = next(
-        c["init_args"]
-        for c in yaml.safe_load(check.SINGLE.read_text())["trainer"]["callbacks"]
-        if c["class_path"].endswith("ModelCheckpoint") and c["init_args"].get("monitor")
-    )
+    callback = yaml.safe_load(check.EXPERIMENT.read_text())["checkpoint"]
     assert ckpt == str(tmp_path / callback["dirpath"] / "best.ckpt")
     assert option(steps["predict tjdr_retinamnist.yaml"].argv, "--ckpt_path") == ckpt
     assert option(steps["throughput"].argv, "--device") == "cuda"
@@ -74,7 +72,7 @@ def run_in_process(check, step, work):
     """Run a planned command in this process (imports paid once): CLI, benchmark, or env."""
     argv = step.argv
     if argv[1:3] == ["-m", "multitask_dr"]:
-        if "tjdr_retinamnist_ddp.yaml" in " ".join(argv):
+        if str(check.DDP) in argv:
             # DDP initialises a process group; in-process only parse it (tests/test_ddp.py
             # runs DDP for real in subprocesses).
             with pytest.raises(SystemExit) as exit_info:

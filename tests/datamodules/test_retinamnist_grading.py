@@ -20,10 +20,9 @@ def load_benchmark():
 
 
 def test_config_selects_on_validation_and_reads_the_official_file():
-    config = yaml.safe_load(CONFIG.read_text())
-    checkpoints = [
-        cb for cb in config["trainer"]["callbacks"] if cb["class_path"].endswith("ModelCheckpoint")
-    ]
+    runs = load_script("benchmarks/cli_runs.py")
+    config = runs.load_configs([CONFIG])  # on configs/base.yaml, as the CLI reads it
+    checkpoints = runs.model_checkpoints(config)
     monitored = [cb for cb in checkpoints if cb["init_args"].get("monitor")]
     assert len(monitored) == 1  # best, on a validation metric; the other one is last.ckpt
     assert monitored[0]["init_args"]["monitor"].startswith("val/grade/")
@@ -37,7 +36,7 @@ def test_config_selects_on_validation_and_reads_the_official_file():
 
 def test_seed_config_routes_seed_logging_and_checkpoints(tmp_path):
     bench = load_benchmark()
-    base = yaml.safe_load(CONFIG.read_text())
+    base = bench.load_configs([CONFIG])
     config = bench.seed_config(base, 7, tmp_path, ["model.lr=0.5", "data.init_args.size=64"])
     assert config["seed_everything"] == 7 and config["data"]["init_args"]["seed"] == 7
     assert config["model"]["lr"] == 0.5 and config["data"]["init_args"]["size"] == 64
@@ -52,7 +51,7 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
     synthetic_root, tmp_path, monkeypatch
 ):
     bench = load_benchmark()
-    base = yaml.safe_load(CONFIG.read_text())
+    base = bench.load_configs([CONFIG])
     monkeypatch.chdir(REPO)
     args = argparse.Namespace(
         val_only=False,
@@ -100,10 +99,19 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
         assert all(not math.isnan(pair[stage][k]) for k in ("acc", "auc", "qwk"))
 
 
-def test_overlays_merge_like_the_cli():
+def test_overlays_merge_like_the_cli(tmp_path):
     runs = load_script("benchmarks/cli_runs.py")
-    base = {"model": {"lr": 1.0, "encoder": "a"}, "trainer": {"callbacks": [1, 2]}}
-    overlay = {"model": {"encoder": "b"}, "trainer": {"callbacks": [3]}}
-    merged = runs.merge(base, overlay)
-    assert merged == {"model": {"lr": 1.0, "encoder": "b"}, "trainer": {"callbacks": [3]}}
-    assert base["model"]["encoder"] == "a"  # the base is not changed
+    monitor = {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}
+    ema = {"class_path": "lightning.pytorch.callbacks.EMAWeightAveraging"}
+    data = {"class_path": "multitask_dr.datamodules.RetinaMNISTDataModule"}
+    base = {"model": {"lr": 1.0, "encoder": "a"}, "trainer": {"callbacks": [monitor, ema]}}
+    overlay = {"model": {"encoder": "b"}, "trainer": {"callbacks": [ema]}}
+    paths = [tmp_path / "base.yaml", tmp_path / "overlay.yaml"]
+    for path, config in zip(paths, (base | {"data": data}, overlay), strict=True):
+        path.write_text(yaml.safe_dump(config))
+    merged = runs.load_configs(paths)
+    # Mappings merge key by key, lists are replaced whole.
+    merged_callbacks = [cb["class_path"] for cb in merged["trainer"]["callbacks"]]
+    assert (merged["model"]["lr"], merged["model"]["encoder"]) == (1.0, "b")
+    assert merged_callbacks == [ema["class_path"]]
+    assert yaml.safe_load(paths[0].read_text())["model"]["encoder"] == "a"  # base unchanged

@@ -135,6 +135,11 @@ def test_checkpoint_trained_from_imagenet_reloads_with_no_network(
     out = tmp_path / "out"
     config = {
         "seed_everything": 0,
+        # No logger: none of configs/base.yaml's callbacks, only the one listed below.
+        "checkpoint": None,
+        "last_checkpoint": None,
+        "lr_monitor": None,
+        "media": None,
         "trainer": {
             "accelerator": "cpu",
             "max_epochs": 1,

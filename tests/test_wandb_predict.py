@@ -229,7 +229,7 @@ def test_top_level_help_lists_configs_and_extra_commands(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for name in ("demo.yaml", "gpu/tjdr_retinamnist_multinode.yaml", "synth", "check-data"):
+    for name in ("demo.yaml", "gpu/multinode.yaml", "synth", "check-data"):
         assert name in text
     assert "sweeps/" not in text
 

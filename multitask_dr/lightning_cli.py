@@ -124,7 +124,9 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class MultiTaskCLI(LightningCLI):
     """LightningCLI with the project's task and any of its datamodules, over ``base.yaml``."""
 
-    def __init__(self, *args: Any, parser_kwargs: dict[str, Any] | None = None, **kwargs: Any):
+    def __init__(
+        self, *args: Any, parser_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         """As LightningCLI; each parser reads :data:`~multitask_dr.cli.BASE_CONFIG` first."""
         parser_kwargs = dict(parser_kwargs or {})
         base = {"default_config_files": [str(BASE_CONFIG)]}
@@ -137,7 +139,7 @@ class MultiTaskCLI(LightningCLI):
         super().__init__(*args, parser_kwargs=parser_kwargs, **kwargs)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
-        """List the configs in ``--help``; add the prediction writer's options."""
+        """List the configs in ``--help``; add the prediction writer and the callback groups."""
         configs = config_names()
         if configs:
             parser.description = (parser.description or "") + (
@@ -146,9 +148,11 @@ class MultiTaskCLI(LightningCLI):
         # Attached in every subcommand (it acts only in predict), so `predict` never runs
         # without writing its results and a run's saved config says where they would go.
         parser.add_lightning_class_args(PredictionWriter, "prediction")
-        # Two checkpoint callbacks rather than `save_last`: beside a monitored checkpoint,
-        # Lightning 2.6 refreshes last.ckpt only when the monitored one improves, so an
-        # interrupted fit would resume from a stale epoch. One folder for both.
+        # Groups rather than trainer.callbacks entries: an overlay replaces a list whole, but
+        # changes one key of a group. Nullable, so a config can turn one off. Two checkpoint
+        # callbacks rather than `save_last`: beside a monitored checkpoint, Lightning 2.6
+        # refreshes last.ckpt only when the monitored one improves, so an interrupted fit would
+        # resume from a stale epoch. One folder for both (the link).
         for key, callback in (
             ("checkpoint", ModelCheckpoint),
             ("last_checkpoint", ModelCheckpoint),
@@ -162,9 +166,8 @@ class MultiTaskCLI(LightningCLI):
         """The trainer: ``trainer.callbacks``, then the callback groups that are not ``null``.
 
         A Rich progress bar is added unless one is configured or bars are off; here rather than
-        listed in every config: Lightning refuses a progress bar
-        callback together with ``--trainer.enable_progress_bar false``, which benchmarks and
-        tests pass.
+        listed in every config: Lightning refuses a progress bar callback together with
+        ``--trainer.enable_progress_bar false``, which benchmarks and tests pass.
         """
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         listed = config.get("callbacks") or []

@@ -54,7 +54,7 @@ class GradedFolderDataModule(SeededDataModule):
         std: Normalisation std in [0, 1] (``None``: from the training images' retina).
         cache_dir: Where preprocessed images are cached (``None``: ``<root>/.cache``).
         synthetic: When ``root`` does not exist, write a synthetic EyePACS-layout folder there
-            with these :func:`~multitask_dr.datasets.synthetic.write_eyepacs` arguments
+            with these :func:`~multitask_dr.datasets.synthetic.writers.write_eyepacs` arguments
             instead of failing (``layout: eyepacs`` only; ``None``: fail with a message).
         predict_dir: Folder of fundus images (any size) that ``predict`` reads.
     """
@@ -102,7 +102,7 @@ class GradedFolderDataModule(SeededDataModule):
     def prepare_data(self) -> None:
         """Write the synthetic folder on first use when asked to and the root is missing."""
         if not self.root.exists() and self.synthetic is not None:
-            from multitask_dr.datasets.synthetic import write_eyepacs
+            from multitask_dr.datasets.synthetic.writers import write_eyepacs
 
             rank_zero_info(f"{self.root} not found: writing a synthetic EyePACS folder there")
             write_eyepacs(self.root, **self.synthetic)

@@ -19,15 +19,11 @@ from multitask_dr.datamodules.transforms import (
     augmentation_ops,
     channel_stats,
 )
+from multitask_dr.datasets.annotated_lesions import check_lesions, unscore_unannotated
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.datasets.rasterize import DEFAULT_RASTERIZE, RasterizeRule, check_rule
-from multitask_dr.datasets.tjdr import (
-    AnnotationFormat,
-    Layout,
-    TJDRDataset,
-    check_lesions,
-    unscore_unannotated,
-)
+from multitask_dr.datasets.tjdr import TJDRDataset
+from multitask_dr.datasets.tjdr_records import AnnotationFormat, Layout
 from multitask_dr.lesions import LESIONS
 
 #: Layouts without an official test split: one is drawn by ``split_seed``.
@@ -197,7 +193,7 @@ class TJDRDataModule(SeededDataModule):
     def prepare_data(self) -> None:
         """Write the synthetic dataset on first use when asked to and the root is missing."""
         if not self.root.exists() and self.synthetic is not None:
-            from multitask_dr.datasets.synthetic import write_tjdr
+            from multitask_dr.datasets.synthetic.writers import write_tjdr
 
             rank_zero_info(f"{self.root} not found: writing a synthetic TJDR there")
             write_tjdr(self.root, **self.synthetic)

@@ -51,10 +51,11 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
+from multitask_dr.datasets.file_digest import cached_file_digest
+from multitask_dr.datasets.grade_labels import parse_grade
 from multitask_dr.datasets.images import IMAGE_SUFFIXES, describe_error, read_image
 from multitask_dr.datasets.preprocess import crop_and_resize
 from multitask_dr.datasets.problems import DataError, ProblemLog
-from multitask_dr.datasets.tjdr import cached_file_digest, parse_grade
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,12 @@ class GradedRecord:
 
 
 EYEPACS_TEST_LABELS = "retinopathy_solution.csv"
+
+
+def write_eyepacs_labels(path: Path, rows: Sequence[tuple[str, int]]) -> None:
+    """Write an EyePACS ``trainLabels.csv`` (``image,level``; ``image`` without extension)."""
+    lines = ["image,level", *(f"{name},{grade}" for name, grade in rows)]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def official_splits(root: Path, layout: GradedLayout) -> tuple[str, ...]:

@@ -24,13 +24,13 @@ from PIL import Image
 
 from multitask_dr.datasets.labelme import (
     LabelmeAnnotation,
-    load_labelme_image,
     normalise_label_map,
     rasterize_annotation,
     read_labelme,
 )
+from multitask_dr.datasets.labelme_image import load_labelme_image
+from multitask_dr.datasets.pixel_centre_rule import rasterize_geometry
 from multitask_dr.datasets.problems import DataError, ProblemLog
-from multitask_dr.datasets.rasterize import rasterize_geometry
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS
 from tests.conftest import SHARED_DATA, shared_path
 from tests.datasets import labelme_reference

@@ -10,17 +10,15 @@ import pytest
 import shapely
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 
+from multitask_dr.datasets.labelme_rule import LabelmeDrawing, rasterize_labelme
+from multitask_dr.datasets.pixel_centre_rule import rasterize_geometry, rasterize_shapes
 from multitask_dr.datasets.rasterize import (
     IGNORE_CHANNEL,
     RASTERIZE_RULES,
-    LabelmeDrawing,
     check_rule,
     disc,
     disc_quad_segs,
     make_polygonal,
-    rasterize_geometry,
-    rasterize_labelme,
-    rasterize_shapes,
 )
 from multitask_dr.lesions import IGNORE_INDEX
 from tests.datasets.labelme_reference import shape_to_mask

@@ -14,24 +14,18 @@ from shapely.geometry import Point, Polygon, box
 from multitask_dr.datasets.labelme import rasterize_annotation, read_labelme
 from multitask_dr.datasets.problems import ProblemLog
 from multitask_dr.datasets.rasterize import disc
-from multitask_dr.datasets.synthetic import (
+from multitask_dr.datasets.release_mask import channels_to_release_mask
+from multitask_dr.datasets.synthetic.cli import main
+from multitask_dr.datasets.synthetic.grade import Lesion, Phantom, grade_from_lesions
+from multitask_dr.datasets.synthetic.masks import lesion_mask, lesion_masks, release_mask
+from multitask_dr.datasets.synthetic.render import render_phantom
+from multitask_dr.datasets.synthetic.sampling import (
     DEFAULT_GRADE_PROBS,
     MIN_MA_RADIUS,
-    Lesion,
-    Phantom,
-    grade_from_lesions,
     image_rng,
-    lesion_mask,
-    lesion_masks,
-    main,
-    release_mask,
-    render_phantom,
     sample_grade,
-    write_retinamnist,
-    write_synthetic,
-    write_tjdr,
 )
-from multitask_dr.datasets.tjdr import channels_to_release_mask
+from multitask_dr.datasets.synthetic.writers import write_retinamnist, write_synthetic, write_tjdr
 from multitask_dr.lesions import LESIONS, RELEASE_INDEX, RELEASE_PALETTE, RELEASE_PRIORITY
 from tests.conftest import shared_path
 from tests.datasets import labelme_reference

@@ -8,13 +8,13 @@ import pytest
 from PIL import Image
 
 from multitask_dr.datasets.problems import DataError
-from multitask_dr.datasets.tjdr import (
-    TJDRDataset,
+from multitask_dr.datasets.release_mask import (
     channels_to_release_mask,
     read_release_mask,
     release_mask_to_channels,
     release_palette_image,
 )
+from multitask_dr.datasets.tjdr import TJDRDataset
 from multitask_dr.lesions import (
     IGNORE_INDEX,
     LESIONS,
@@ -247,7 +247,7 @@ def test_tjdr_and_predict_folders_accept_the_same_image_files(tmp_path):
     from multitask_dr.datasets.folder import ImageFolderDataset
     from multitask_dr.datasets.images import IMAGE_SUFFIXES
     from multitask_dr.datasets.problems import ProblemLog
-    from multitask_dr.datasets.tjdr import find_records
+    from multitask_dr.datasets.tjdr_records import find_records
 
     split = tmp_path / "train"
     (split / "image").mkdir(parents=True)

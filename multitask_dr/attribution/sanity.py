@@ -5,9 +5,10 @@
   :func:`randomized_copy` re-initialises chosen sub-modules; compare attributions with
   :func:`rank_correlation`.
 - **Known rule**: on synthetic phantoms the grade follows a documented lesion rule
-  (:mod:`multitask_dr.datasets.synthetic`), so the top-ranked lesion type can be checked
-  against :attr:`~multitask_dr.datasets.synthetic.grade.Phantom.deciding_lesion` wherever that lesion
-  is *necessary* (erasing it changes the rule's grade; see :func:`deciding_lesion_is_necessary`).
+  (:mod:`multitask_dr.datasets.synthetic.grade`), so the top-ranked lesion type can be
+  checked against :attr:`~multitask_dr.datasets.synthetic.grade.Phantom.deciding_lesion`
+  wherever that lesion is *necessary* (erasing it changes the rule's grade; see
+  :func:`deciding_lesion_is_necessary`).
 """
 
 from __future__ import annotations

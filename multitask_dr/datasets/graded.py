@@ -37,7 +37,6 @@ field-of-view crop and resize (:func:`~multitask_dr.datasets.preprocess.crop_and
 
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import io
@@ -49,13 +48,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from multitask_dr.datasets.file_digest import cached_file_digest
 from multitask_dr.datasets.grade_labels import parse_grade
 from multitask_dr.datasets.images import IMAGE_SUFFIXES, describe_error, read_image
 from multitask_dr.datasets.preprocess import crop_and_resize
 from multitask_dr.datasets.problems import DataError, ProblemLog
+from multitask_dr.datasets.records import RecordsDataset
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +270,7 @@ def find_graded(
     return _collect(rows, _image_files(root / "DR_grading" / split), labels, problems)
 
 
-class GradedFolderDataset(Dataset):
+class GradedFolderDataset(RecordsDataset):
     """One official split of a grading-only public dataset, preprocessed like lesion photos.
 
     Args:
@@ -318,16 +317,6 @@ class GradedFolderDataset(Dataset):
     def grades(self) -> np.ndarray:
         """The grade of every sample, in order."""
         return np.array([r.grade for r in self.records], dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def subset(self, names: Sequence[str]) -> GradedFolderDataset:
-        """The same dataset restricted to ``names`` (no second problem report)."""
-        wanted = set(names)
-        part = copy.copy(self)
-        part.records = [r for r in self.records if r.name in wanted]
-        return part
 
     def load(self, index: int) -> np.ndarray:
         """The preprocessed (FOV-cropped, resized) image, through the cache when set.

@@ -25,7 +25,6 @@ scored), ``grade`` (int, :data:`~multitask_dr.lesions.NO_GRADE` when unknown) an
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import zipfile
@@ -34,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from multitask_dr.datasets.annotated_lesions import check_lesions, unscore_unannotated
 from multitask_dr.datasets.file_digest import cached_file_digest
@@ -47,6 +45,7 @@ from multitask_dr.datasets.lesion_files import (
 from multitask_dr.datasets.preprocess import crop_and_resize
 from multitask_dr.datasets.problems import DataError, ProblemLog, ReportedError
 from multitask_dr.datasets.rasterize import DEFAULT_RASTERIZE, RasterizeRule, check_rule
+from multitask_dr.datasets.records import RecordsDataset
 from multitask_dr.datasets.release_mask import read_release_mask
 from multitask_dr.datasets.tjdr_records import (
     PER_LESION_LAYOUTS,
@@ -63,7 +62,7 @@ if TYPE_CHECKING:
     from multitask_dr.datasets.labelme import LabelmeAnnotation
 
 
-class TJDRDataset(Dataset):
+class TJDRDataset(RecordsDataset):
     """TJDR images with lesion masks from release PNGs or Labelme JSON.
 
     Args:
@@ -140,16 +139,6 @@ class TJDRDataset(Dataset):
         if names is not None:
             wanted = set(names)
             self.records = [r for r in self.records if r.name in wanted]
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def subset(self, names: Sequence[str]) -> TJDRDataset:
-        """The same dataset restricted to ``names`` (no re-indexing, no second problem report)."""
-        wanted = set(names)
-        part = copy.copy(self)
-        part.records = [r for r in self.records if r.name in wanted]
-        return part
 
     def load_raw(self, record: TJDRRecord | LesionFilesRecord) -> tuple[np.ndarray, np.ndarray]:
         """Read one record's full-resolution image and ``(H, W, 4)`` mask.

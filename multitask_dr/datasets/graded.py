@@ -344,18 +344,6 @@ class GradedFolderDataset(RecordsDataset):
             tmp.replace(cached)
         return image
 
-    def verify(self) -> None:
-        """Decode every image once (filling the cache); report and drop the unreadable ones."""
-        kept = []
-        for index, record in enumerate(self.records):
-            try:
-                self.load(index)
-            except DataError as error:
-                self.problems.report(error.path or record.image, error.reason, "sample")
-            else:
-                kept.append(record)
-        self.records = kept
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         sample: dict[str, Any] = {

@@ -241,24 +241,6 @@ class TJDRDataset(RecordsDataset):
             tmp.replace(cached)
         return image, mask
 
-    def verify(self) -> None:
-        """Decode every sample once (filling the cache) and drop the unreadable ones.
-
-        In strict mode the first bad file raises; otherwise each is reported and skipped, so a
-        truncated image or a mask with a foreign palette index costs that sample only.
-        """
-        kept = []
-        for index, record in enumerate(self.records):
-            try:
-                self.load(index)
-            except ReportedError:
-                continue  # already in the problem log, under its file
-            except DataError as error:
-                self.problems.report(error.path or record.image, error.reason, "sample")
-            else:
-                kept.append(record)
-        self.records = kept
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         image, mask = self.load(index)

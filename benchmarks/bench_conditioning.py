@@ -51,12 +51,9 @@ from multitask_dr.attribution.ablation import ablate_lesion_maps  # noqa: E402
 from multitask_dr.attribution.core import encode  # noqa: E402
 from multitask_dr.attribution.sanity import deciding_lesion_is_necessary  # noqa: E402
 from multitask_dr.datamodules import TJDRDataModule  # noqa: E402
-from multitask_dr.datasets.synthetic import (  # noqa: E402
-    image_rng,
-    render_phantom,
-    sample_grade,
-    write_tjdr,
-)
+from multitask_dr.datasets.synthetic.render import render_phantom  # noqa: E402
+from multitask_dr.datasets.synthetic.sampling import image_rng, sample_grade  # noqa: E402
+from multitask_dr.datasets.synthetic.writers import write_tjdr  # noqa: E402
 from multitask_dr.lesions import LESIONS  # noqa: E402
 from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
 

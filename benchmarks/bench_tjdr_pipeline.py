@@ -38,7 +38,7 @@ from multitask_dr.datamodules.transforms import (  # noqa: E402  # noqa: E402
 from multitask_dr.datasets.labelme import rasterize_annotation, read_labelme  # noqa: E402
 from multitask_dr.datasets.preprocess import resize_mask  # noqa: E402
 from multitask_dr.datasets.problems import ProblemLog  # noqa: E402
-from multitask_dr.datasets.synthetic import write_tjdr  # noqa: E402
+from multitask_dr.datasets.synthetic.writers import write_tjdr  # noqa: E402
 from multitask_dr.datasets.tjdr import TJDRDataset  # noqa: E402
 from multitask_dr.models.network import MultiTaskNet  # noqa: E402
 

@@ -24,7 +24,9 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from multitask_dr.datasets.synthetic import Phantom, lesion_masks, render_phantom  # noqa: E402
+from multitask_dr.datasets.synthetic.grade import Phantom  # noqa: E402
+from multitask_dr.datasets.synthetic.masks import lesion_masks  # noqa: E402
+from multitask_dr.datasets.synthetic.render import render_phantom  # noqa: E402
 from multitask_dr.lesions import GRADE_NAMES, LESION_NAMES, LESIONS, lesion_colour  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent

@@ -53,7 +53,7 @@ def config_names() -> list[str]:
 
 def run_synth(args: list[str]) -> int:
     """``multitask-dr synth``: write the synthetic datasets."""
-    from multitask_dr.datasets.synthetic import main as synth_main
+    from multitask_dr.datasets.synthetic.cli import main as synth_main
 
     return synth_main(args)
 

@@ -57,7 +57,7 @@ RELEASE_INDEX: Final[dict[str, int]] = {"EX": 1, "HE": 2, "MA": 3, "SE": 4}
 #: pixels instead of erasing the smaller one (a microaneurysm on a haemorrhage, an exudate in a
 #: cotton-wool spot). The per-lesion masks the project trains on keep every lesion; only the
 #: writers of one-index-per-pixel files apply this rule
-#: (:func:`multitask_dr.datasets.tjdr.channels_to_release_mask`).
+#: (:func:`multitask_dr.datasets.release_mask.channels_to_release_mask`).
 RELEASE_PRIORITY: Final[tuple[str, ...]] = ("MA", "EX", "HE", "SE")
 
 #: Release palette index -> project channel (``-1`` for background).

@@ -52,7 +52,7 @@ from multitask_dr.datasets.folder import restore_geometry
 from multitask_dr.datasets.images import read_image
 from multitask_dr.datasets.preprocess import FOV_THRESHOLD
 from multitask_dr.datasets.problems import DataError
-from multitask_dr.datasets.tjdr import channels_to_release_mask, release_palette_image
+from multitask_dr.datasets.release_mask import channels_to_release_mask, release_palette_image
 from multitask_dr.lesions import GRADE_NAMES, LESION_COLOURS, LESIONS, RELEASE_INDEX
 from multitask_dr.models.ordinal import expected_grade
 

@@ -35,7 +35,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny synthetic TJDR + RetinaMNIST, written once per session by the seeded generator."""
-    from multitask_dr.datasets.synthetic import write_retinamnist, write_tjdr
+    from multitask_dr.datasets.synthetic.writers import write_retinamnist, write_tjdr
 
     root = tmp_path_factory.mktemp("synthetic")
     write_tjdr(root / "tjdr", n_train=10, n_test=4, size=96, seed=0)

@@ -1,7 +1,7 @@
 """Bad-input fixtures: a small real dataset with exactly one fault planted in it.
 
 :func:`tjdr_dataset` writes an 8-image training split in the TJDR release layout with the
-project's seeded generator (:func:`~multitask_dr.datasets.synthetic.write_tjdr`: RGB PNG
+project's seeded generator (:func:`~multitask_dr.datasets.synthetic.writers.write_tjdr`: RGB PNG
 photographs, palette PNG masks, Labelme 5 JSON, ``grades.csv``). Each :class:`Fault` then
 breaks one file the way real data breaks (emptied, truncated, replaced, re-encoded) and states
 what a reader must do about it: the file and reason it must name, and how many images a
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from multitask_dr.datasets.synthetic import write_retinamnist, write_tjdr
+from multitask_dr.datasets.synthetic.writers import write_retinamnist, write_tjdr
 
 #: Images in the faulty split.
 IMAGES = 8

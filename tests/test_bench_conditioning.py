@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from multitask_dr.datasets.synthetic import write_tjdr
+from multitask_dr.datasets.synthetic.writers import write_tjdr
 from multitask_dr.lesions import LESIONS
 from tests.scripts import load_script
 

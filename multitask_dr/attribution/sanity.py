@@ -5,9 +5,10 @@
   :func:`randomized_copy` re-initialises chosen sub-modules; compare attributions with
   :func:`rank_correlation`.
 - **Known rule**: on synthetic phantoms the grade follows a documented lesion rule
-  (:mod:`multitask_dr.datasets.synthetic`), so the top-ranked lesion type can be checked
-  against :attr:`~multitask_dr.datasets.synthetic.Phantom.deciding_lesion` wherever that lesion
-  is *necessary* (erasing it changes the rule's grade; see :func:`deciding_lesion_is_necessary`).
+  (:mod:`multitask_dr.datasets.synthetic.grade`), so the top-ranked lesion type can be
+  checked against :attr:`~multitask_dr.datasets.synthetic.grade.Phantom.deciding_lesion`
+  wherever that lesion is *necessary* (erasing it changes the rule's grade; see
+  :func:`deciding_lesion_is_necessary`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from multitask_dr.attribution.core import as_network
-from multitask_dr.datasets.synthetic import Phantom, grade_from_lesions
+from multitask_dr.datasets.synthetic.grade import Phantom, grade_from_lesions
 
 
 def randomized_copy(

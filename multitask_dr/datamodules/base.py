@@ -1,18 +1,56 @@
-"""Shared DataLoader plumbing: resumable seeded order and augmentation, predict folders."""
+"""Shared datamodule plumbing: seeded order and augmentation, predict folders, photo folders."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
-from multitask_dr.datamodules.transforms import SampleTransform, seed_worker
+from multitask_dr.datamodules.transforms import (
+    NO_AUGMENTATION,
+    Augmentation,
+    SampleTransform,
+    augmentation_ops,
+    channel_stats,
+    seed_worker,
+)
 from multitask_dr.datasets.folder import ImageFolderDataset
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.seeding import PassCounter, PassSampler, SeededSamples
+
+
+def stratified_split(
+    names: list[str], strata: list[int], val_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """Split names into train/val, drawing ``val_fraction`` of every stratum by ``seed``.
+
+    Args:
+        names: Sample names.
+        strata: One stratum id per name (here: which lesions are present, as a bit set).
+        val_fraction: Share of each stratum sent to validation (at least one per stratum
+            with two or more members, when ``val_fraction > 0``).
+        seed: Random seed.
+
+    Returns:
+        Sorted train names and sorted validation names.
+    """
+    rng = np.random.default_rng(seed)
+    val: list[str] = []
+    for stratum in sorted(set(strata)):
+        members = [n for n, s in zip(names, strata, strict=True) if s == stratum]
+        rng.shuffle(members)
+        count = int(round(len(members) * val_fraction))
+        if val_fraction > 0 and count == 0 and len(members) >= 2:
+            count = 1
+        val += members[:count]
+    val_set = set(val)
+    return sorted(n for n in names if n not in val_set), sorted(val)
 
 
 class SeededDataModule(LightningDataModule):
@@ -137,3 +175,115 @@ class SeededDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """Batches of ``predict_dir`` in file-name order."""
         return self.loader(self.predict_dataset(), train=False)
+
+
+class PhotoFolderDataModule(SeededDataModule):
+    """Base of the datamodules over a folder of full-resolution photographs (TJDR, graded).
+
+    Holds what :class:`~multitask_dr.datamodules.TJDRDataModule` and
+    :class:`~multitask_dr.datamodules.GradedFolderDataModule` read the same way: the root and
+    its cache, the working resolution and field-of-view crop, the drawn split's fractions and
+    seed, strictness, normalisation, the synthetic stand-in written when the root is missing,
+    and the evaluation loaders. Subclasses keep their own full ``__init__`` signatures (the
+    YAML keys) and pass these through.
+
+    Args:
+        root: The dataset's root folder.
+        image_size: Working resolution after the field-of-view crop.
+        crop_fov: Crop to the retina's bounding square before resizing.
+        val_fraction: Share held out for validation where there is no official split.
+        test_fraction: Share held out for testing where there is no official split.
+        split_seed: Seed of the drawn splits (``None``: ``seed``).
+        strict: Raise on the first problem instead of reporting and skipping it.
+        name: The source's name in logs.
+        batch_size: Training batch size.
+        eval_batch_size: Evaluation batch size (defaults to ``batch_size``).
+        num_workers: DataLoader worker processes.
+        seed: Fixes shuffling and augmentation (and the split, without ``split_seed``).
+        augment: Training augmentation (``None``: the default :class:`Augmentation`).
+        mean: Normalisation mean in [0, 1] (``None``: from the training images' retina).
+        std: Normalisation std in [0, 1] (``None``: from the training images' retina).
+        cache_dir: Where preprocessed samples are cached (``None``: ``<root>/.cache``).
+        synthetic: Arguments of :meth:`write_synthetic` when ``root`` does not exist
+            (``None``: fail with a message instead).
+        predict_dir: Folder of fundus images (any size) that ``predict`` reads.
+    """
+
+    #: What :meth:`write_synthetic` writes, for the log line.
+    synthetic_description: str = "a synthetic dataset"
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        image_size: int,
+        crop_fov: bool,
+        val_fraction: float,
+        test_fraction: float,
+        split_seed: int | None,
+        strict: bool,
+        name: str,
+        batch_size: int,
+        eval_batch_size: int | None,
+        num_workers: int,
+        seed: int,
+        augment: Augmentation | None,
+        mean: tuple[float, float, float] | None,
+        std: tuple[float, float, float] | None,
+        cache_dir: str | None,
+        synthetic: dict[str, int] | None,
+        predict_dir: str | None,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers, seed, predict_dir)
+        self.root = Path(root)
+        self.image_size = image_size
+        self.crop_fov = crop_fov
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = seed if split_seed is None else split_seed
+        self.strict = strict
+        self.name = name
+        self.augment = augment if augment is not None else Augmentation()
+        self.mean, self.std = mean, std
+        self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".cache"
+        self.synthetic = synthetic
+        self.datasets: dict[str, Any] = {}
+
+    def prepare_data(self) -> None:
+        """Write the synthetic stand-in on first use when asked to and the root is missing."""
+        if not self.root.exists() and self.synthetic is not None:
+            rank_zero_info(f"{self.root} not found: writing {self.synthetic_description} there")
+            self.write_synthetic(self.synthetic)
+
+    def write_synthetic(self, settings: dict[str, Any]) -> None:
+        """Write a synthetic dataset at ``root`` with these writer arguments."""
+        raise NotImplementedError
+
+    def crop_ops(self, train: bool) -> tuple[list[Any], int]:
+        """Ops before augmentation and the size they leave (default: none, ``image_size``)."""
+        return [], self.image_size
+
+    def transform(self, train: bool) -> SampleTransform:
+        """The train (augmenting) or evaluation pipeline."""
+        assert self.mean is not None and self.std is not None
+        ops, size = self.crop_ops(train)
+        ops += augmentation_ops(self.augment if train else NO_AUGMENTATION, size)
+        return SampleTransform(ops, self.mean, self.std, seed=self.seed if train else None)
+
+    def normalise_from(self, images: np.ndarray) -> None:
+        """Per-channel retina mean/std of ``images`` ``(N, H, W, 3)``, where not configured."""
+        mean, std = channel_stats(images)
+        self.mean = self.mean or mean  # type: ignore[assignment]
+        self.std = self.std or std  # type: ignore[assignment]
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches."""
+        return self.loader(self.datasets["train"], train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """The official validation split, or the seeded share of ``train``."""
+        return self.loader(self.datasets["val"], train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The official test split, or the seeded test share."""
+        return self.loader(self.datasets["test"], train=False)

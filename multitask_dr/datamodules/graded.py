@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader
 
-from multitask_dr.datamodules.base import SeededDataModule
-from multitask_dr.datamodules.tjdr import stratified_split
+from multitask_dr.datamodules.base import PhotoFolderDataModule, stratified_split
 from multitask_dr.datamodules.transforms import (
-    NO_AUGMENTATION,
     Augmentation,
-    SampleTransform,
-    augmentation_ops,
-    channel_stats,
 )
 from multitask_dr.datasets.graded import GradedFolderDataset, GradedLayout, official_splits
 from multitask_dr.datasets.graded import check_layout as check_graded_layout
@@ -23,7 +17,7 @@ from multitask_dr.datasets.problems import DataError
 from multitask_dr.lesions import NUM_GRADES
 
 
-class GradedFolderDataModule(SeededDataModule):
+class GradedFolderDataModule(PhotoFolderDataModule):
     """DR grading on a public dataset's own folder layout, photographs preprocessed like TJDR's.
 
     Each photograph is cropped to its field of view and resized to ``image_size``
@@ -54,7 +48,7 @@ class GradedFolderDataModule(SeededDataModule):
         std: Normalisation std in [0, 1] (``None``: from the training images' retina).
         cache_dir: Where preprocessed images are cached (``None``: ``<root>/.cache``).
         synthetic: When ``root`` does not exist, write a synthetic EyePACS-layout folder there
-            with these :func:`~multitask_dr.datasets.synthetic.write_eyepacs` arguments
+            with these :func:`~multitask_dr.datasets.synthetic.writers.write_eyepacs` arguments
             instead of failing (``layout: eyepacs`` only; ``None``: fail with a message).
         predict_dir: Folder of fundus images (any size) that ``predict`` reads.
     """
@@ -81,31 +75,39 @@ class GradedFolderDataModule(SeededDataModule):
         synthetic: dict[str, int] | None = None,
         predict_dir: str | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, seed, predict_dir)
-        self.root = Path(root)
-        self.layout: GradedLayout = check_graded_layout(layout)
-        self.image_size = image_size
-        self.crop_fov = crop_fov
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.split_seed = seed if split_seed is None else split_seed
-        self.strict = strict
-        self.name = name or layout
-        self.augment = augment if augment is not None else Augmentation()
-        self.mean, self.std = mean, std
-        self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".cache"
+        layout = check_graded_layout(layout)
+        super().__init__(
+            root,
+            image_size=image_size,
+            crop_fov=crop_fov,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            strict=strict,
+            name=name or layout,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            augment=augment,
+            mean=mean,
+            std=std,
+            cache_dir=cache_dir,
+            synthetic=synthetic,
+            predict_dir=predict_dir,
+        )
+        self.layout: GradedLayout = layout
         if synthetic is not None and self.layout != "eyepacs":
             raise ValueError(f"synthetic writes the eyepacs layout, not {self.layout!r}")
-        self.synthetic = synthetic
         self.datasets: dict[str, GradedFolderDataset] = {}
 
-    def prepare_data(self) -> None:
-        """Write the synthetic folder on first use when asked to and the root is missing."""
-        if not self.root.exists() and self.synthetic is not None:
-            from multitask_dr.datasets.synthetic import write_eyepacs
+    synthetic_description = "a synthetic EyePACS folder"
 
-            rank_zero_info(f"{self.root} not found: writing a synthetic EyePACS folder there")
-            write_eyepacs(self.root, **self.synthetic)
+    def write_synthetic(self, settings: dict[str, Any]) -> None:
+        """Write a synthetic EyePACS-layout folder at ``root`` with these writer arguments."""
+        from multitask_dr.datasets.synthetic.writers import write_eyepacs
+
+        write_eyepacs(self.root, **settings)
 
     def dataset(self, split: str) -> GradedFolderDataset:
         """One official split, indexed and verified (unreadable images reported, dropped)."""
@@ -147,12 +149,6 @@ class GradedFolderDataModule(SeededDataModule):
         names = [r.name for r in dataset.records]
         return stratified_split(names, dataset.grades.tolist(), fraction, self.split_seed)
 
-    def transform(self, train: bool) -> SampleTransform:
-        """The train (augmenting) or evaluation pipeline."""
-        assert self.mean is not None and self.std is not None
-        ops = augmentation_ops(self.augment if train else NO_AUGMENTATION, self.image_size)
-        return SampleTransform(ops, self.mean, self.std, seed=self.seed if train else None)
-
     def setup(self, stage: str | None = None) -> None:
         """Index, verify and split; attach the transforms."""
         super().setup(stage)
@@ -172,19 +168,4 @@ class GradedFolderDataModule(SeededDataModule):
     def fit_normalisation(self) -> None:
         """Per-channel retina mean/std of (up to 64) training images, where not configured."""
         train = self.datasets.get("train") or self.splits()["train"]
-        images = np.stack([train.load(i) for i in range(min(len(train), 64))])
-        mean, std = channel_stats(images)
-        self.mean = self.mean or mean  # type: ignore[assignment]
-        self.std = self.std or std  # type: ignore[assignment]
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches."""
-        return self.loader(self.datasets["train"], train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """The official validation split, or the seeded share of ``train``."""
-        return self.loader(self.datasets["val"], train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """The official test split, or the seeded test share."""
-        return self.loader(self.datasets["test"], train=False)
+        self.normalise_from(np.stack([train.load(i) for i in range(min(len(train), 64))]))

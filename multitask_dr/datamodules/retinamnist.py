@@ -85,7 +85,7 @@ class RetinaMNISTDataModule(SeededDataModule):
         """Write the synthetic file on first use when asked to and it is missing."""
         path = npz_path(self.root, self.size)
         if not path.exists() and self.synthetic is not None:
-            from multitask_dr.datasets.synthetic import write_retinamnist
+            from multitask_dr.datasets.synthetic.writers import write_retinamnist
 
             rank_zero_info(f"{path} not found: writing a synthetic RetinaMNIST there")
             write_retinamnist(self.root, **self.synthetic)

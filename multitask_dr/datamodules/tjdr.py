@@ -10,24 +10,16 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
-from multitask_dr.datamodules.base import SeededDataModule
+from multitask_dr.datamodules.base import PhotoFolderDataModule, stratified_split
 from multitask_dr.datamodules.transforms import (
-    NO_AUGMENTATION,
     Augmentation,
     LesionCentredCrop,
-    SampleTransform,
-    augmentation_ops,
-    channel_stats,
 )
+from multitask_dr.datasets.annotated_lesions import check_lesions, unscore_unannotated
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.datasets.rasterize import DEFAULT_RASTERIZE, RasterizeRule, check_rule
-from multitask_dr.datasets.tjdr import (
-    AnnotationFormat,
-    Layout,
-    TJDRDataset,
-    check_lesions,
-    unscore_unannotated,
-)
+from multitask_dr.datasets.tjdr import TJDRDataset
+from multitask_dr.datasets.tjdr_records import AnnotationFormat, Layout
 from multitask_dr.lesions import LESIONS
 
 #: Layouts without an official test split: one is drawn by ``split_seed``.
@@ -35,34 +27,6 @@ DRAWN_TEST_LAYOUTS = ("flat", "fgadr")
 
 #: Layouts with an official validation split (named ``valid``), used instead of a drawn one.
 OFFICIAL_VAL_LAYOUTS = ("ddr",)
-
-
-def stratified_split(
-    names: list[str], strata: list[int], val_fraction: float, seed: int
-) -> tuple[list[str], list[str]]:
-    """Split names into train/val, drawing ``val_fraction`` of every stratum by ``seed``.
-
-    Args:
-        names: Sample names.
-        strata: One stratum id per name (here: which lesions are present, as a bit set).
-        val_fraction: Share of each stratum sent to validation (at least one per stratum
-            with two or more members, when ``val_fraction > 0``).
-        seed: Random seed.
-
-    Returns:
-        Sorted train names and sorted validation names.
-    """
-    rng = np.random.default_rng(seed)
-    val: list[str] = []
-    for stratum in sorted(set(strata)):
-        members = [n for n, s in zip(names, strata, strict=True) if s == stratum]
-        rng.shuffle(members)
-        count = int(round(len(members) * val_fraction))
-        if val_fraction > 0 and count == 0 and len(members) >= 2:
-            count = 1
-        val += members[:count]
-    val_set = set(val)
-    return sorted(n for n in names if n not in val_set), sorted(val)
 
 
 class Repeat(Dataset):
@@ -84,7 +48,7 @@ class Repeat(Dataset):
         return self.dataset[index % len(self.dataset)]  # type: ignore[arg-type]
 
 
-class TJDRDataModule(SeededDataModule):
+class TJDRDataModule(PhotoFolderDataModule):
     """Lesion segmentation on TJDR-layout data (release PNGs and/or Labelme JSON).
 
     Args:
@@ -166,41 +130,48 @@ class TJDRDataModule(SeededDataModule):
         synthetic: dict[str, int] | None = None,
         predict_dir: str | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, seed, predict_dir)
-        self.root = Path(root)
-        self.image_size = image_size
         if patch_size is not None and patch_size > image_size:
             raise ValueError(f"patch_size {patch_size} exceeds image_size {image_size}")
+        super().__init__(
+            root,
+            image_size=image_size,
+            crop_fov=crop_fov,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            strict=strict,
+            name=name or Path(root).name,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            augment=augment,
+            mean=mean,
+            std=std,
+            cache_dir=cache_dir,
+            synthetic=synthetic,
+            predict_dir=predict_dir,
+        )
         self.patch_size = patch_size
         self.lesion_patch_share = lesion_patch_share
         self.patches_per_image = patches_per_image
         self.annotation: AnnotationFormat = annotation
         self.label_map = label_map
         self.rasterize: RasterizeRule = check_rule(rasterize)
-        self.strict = strict
-        self.crop_fov = crop_fov
-        self.val_fraction = val_fraction
         self.layout: Layout = layout
-        self.test_fraction = test_fraction
-        self.split_seed = seed if split_seed is None else split_seed
         self.annotated_lesions = check_lesions(annotated_lesions)
-        self.name = name or self.root.name
-        self.augment = augment if augment is not None else Augmentation()
-        self.mean, self.std = mean, std
-        self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".cache"
-        self.synthetic = synthetic
         self.datasets: dict[str, TJDRDataset] = {}
         # Lesion presence per training image: a flat folder's test draw and the train/val draw
         # both stratify by it, and each needs a mask decode.
         self._presence: dict[str, int] = {}
 
-    def prepare_data(self) -> None:
-        """Write the synthetic dataset on first use when asked to and the root is missing."""
-        if not self.root.exists() and self.synthetic is not None:
-            from multitask_dr.datasets.synthetic import write_tjdr
+    synthetic_description = "a synthetic TJDR"
 
-            rank_zero_info(f"{self.root} not found: writing a synthetic TJDR there")
-            write_tjdr(self.root, **self.synthetic)
+    def write_synthetic(self, settings: dict[str, Any]) -> None:
+        """Write a synthetic TJDR tree at ``root`` with these writer arguments."""
+        from multitask_dr.datasets.synthetic.writers import write_tjdr
+
+        write_tjdr(self.root, **settings)
 
     def dataset(self, split: str, names: list[str] | None = None) -> TJDRDataset:
         """A dataset over one split folder with this datamodule's reading settings."""
@@ -224,16 +195,11 @@ class TJDRDataModule(SeededDataModule):
             annotated_lesions=self.annotated_lesions,
         )
 
-    def transform(self, train: bool) -> SampleTransform:
-        """The train (augmenting) or evaluation pipeline."""
-        assert self.mean is not None and self.std is not None
-        size = self.image_size
-        ops = []
+    def crop_ops(self, train: bool) -> tuple[list[Any], int]:
+        """Training crops to lesion-centred patches when ``patch_size`` is set."""
         if train and self.patch_size is not None:
-            ops.append(LesionCentredCrop(self.patch_size, self.lesion_patch_share))
-            size = self.patch_size
-        ops += augmentation_ops(self.augment if train else NO_AUGMENTATION, size)
-        return SampleTransform(ops, self.mean, self.std, seed=self.seed if train else None)
+            return [LesionCentredCrop(self.patch_size, self.lesion_patch_share)], self.patch_size
+        return [], self.image_size
 
     def setup(self, stage: str | None = None) -> None:
         """Index, verify (decode once into the cache), split and attach transforms."""
@@ -306,10 +272,7 @@ class TJDRDataModule(SeededDataModule):
         if full is None:
             full = self.dataset("train")
             full.verify()
-        sample = np.stack([full.load(i)[0] for i in range(min(len(full), 64))])
-        mean, std = channel_stats(sample)
-        self.mean = self.mean or mean  # type: ignore[assignment]
-        self.std = self.std or std  # type: ignore[assignment]
+        self.normalise_from(np.stack([full.load(i)[0] for i in range(min(len(full), 64))]))
 
     def _lesion_bits(self, dataset: TJDRDataset, index: int) -> int:
         """Which annotated lesion types image ``index`` holds, as a bit set (read once)."""
@@ -335,11 +298,3 @@ class TJDRDataModule(SeededDataModule):
         if self.patches_per_image > 1:
             return self.loader(Repeat(train, self.patches_per_image), train=True)
         return self.loader(train, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """The held-out part of ``train``."""
-        return self.loader(self.datasets["val"], train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """The official ``test`` split (a flat folder's seeded test share)."""
-        return self.loader(self.datasets["test"], train=False)

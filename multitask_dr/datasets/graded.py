@@ -37,7 +37,6 @@ field-of-view crop and resize (:func:`~multitask_dr.datasets.preprocess.crop_and
 
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import io
@@ -49,12 +48,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from torch.utils.data import Dataset
 
+from multitask_dr.datasets.file_digest import cached_file_digest
+from multitask_dr.datasets.grade_labels import parse_grade
 from multitask_dr.datasets.images import IMAGE_SUFFIXES, describe_error, read_image
 from multitask_dr.datasets.preprocess import crop_and_resize
 from multitask_dr.datasets.problems import DataError, ProblemLog
-from multitask_dr.datasets.tjdr import cached_file_digest, parse_grade
+from multitask_dr.datasets.records import RecordsDataset
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,12 @@ class GradedRecord:
 
 
 EYEPACS_TEST_LABELS = "retinopathy_solution.csv"
+
+
+def write_eyepacs_labels(path: Path, rows: Sequence[tuple[str, int]]) -> None:
+    """Write an EyePACS ``trainLabels.csv`` (``image,level``; ``image`` without extension)."""
+    lines = ["image,level", *(f"{name},{grade}" for name, grade in rows)]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def official_splits(root: Path, layout: GradedLayout) -> tuple[str, ...]:
@@ -264,7 +270,7 @@ def find_graded(
     return _collect(rows, _image_files(root / "DR_grading" / split), labels, problems)
 
 
-class GradedFolderDataset(Dataset):
+class GradedFolderDataset(RecordsDataset):
     """One official split of a grading-only public dataset, preprocessed like lesion photos.
 
     Args:
@@ -312,16 +318,6 @@ class GradedFolderDataset(Dataset):
         """The grade of every sample, in order."""
         return np.array([r.grade for r in self.records], dtype=np.int64)
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def subset(self, names: Sequence[str]) -> GradedFolderDataset:
-        """The same dataset restricted to ``names`` (no second problem report)."""
-        wanted = set(names)
-        part = copy.copy(self)
-        part.records = [r for r in self.records if r.name in wanted]
-        return part
-
     def load(self, index: int) -> np.ndarray:
         """The preprocessed (FOV-cropped, resized) image, through the cache when set.
 
@@ -347,18 +343,6 @@ class GradedFolderDataset(Dataset):
             np.savez(tmp, image=image)
             tmp.replace(cached)
         return image
-
-    def verify(self) -> None:
-        """Decode every image once (filling the cache); report and drop the unreadable ones."""
-        kept = []
-        for index, record in enumerate(self.records):
-            try:
-                self.load(index)
-            except DataError as error:
-                self.problems.report(error.path or record.image, error.reason, "sample")
-            else:
-                kept.append(record)
-        self.records = kept
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]

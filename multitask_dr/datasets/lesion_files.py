@@ -156,8 +156,8 @@ def _by_stem(folder: Path, suffixes: tuple[str, ...], strip: str = "") -> dict[s
 
 def _fgadr_grades(path: Path, problems: ProblemLog) -> dict[str, int]:
     """FGADR's header-less ``name,grade`` rows (a header row, if any, is skipped)."""
+    from multitask_dr.datasets.grade_labels import parse_grade
     from multitask_dr.datasets.graded import read_label_text
-    from multitask_dr.datasets.tjdr import parse_grade
 
     grades: dict[str, int] = {}
     try:

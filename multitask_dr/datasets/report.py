@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from multitask_dr.datasets.file_digest import file_digest
 from multitask_dr.datasets.lesion_files import LESION_FILE_SPLITS, LesionFilesRecord
 from multitask_dr.datasets.problems import DataError, ReportedError
-from multitask_dr.datasets.tjdr import TJDRDataset, file_digest
+from multitask_dr.datasets.tjdr import TJDRDataset
 from multitask_dr.lesions import LESIONS, NUM_GRADES
 
 #: ``check-data --format`` value -> graded layout (:mod:`multitask_dr.datasets.graded`).

@@ -14,7 +14,7 @@ Samples are dicts: ``image`` (H, W, 3) uint8, ``grade`` int, ``name``.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,23 @@ def npz_path(root: str | Path, size: int) -> Path:
     if size not in SIZES:
         raise ValueError(f"RetinaMNIST size must be one of {SIZES}, got {size}")
     return Path(root) / ("retinamnist.npz" if size == 28 else f"retinamnist_{size}.npz")
+
+
+def write_npz(
+    path: Path, images: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
+) -> None:
+    """Write a RetinaMNIST file :func:`check_npz` accepts: medmnist's keys, in its order.
+
+    Args:
+        path: The ``.npz`` file (:func:`npz_path`); its folder must exist.
+        images: ``(N, S, S, 3)`` uint8 per split name (:data:`SPLITS`).
+        labels: ``(N, 1)`` uint8 grades per split name, the same splits.
+    """
+    # Key order as in the official file; savez_compressed stamps no time, so equal arrays
+    # give byte-identical files.
+    arrays = {f"{split}_images": images[split] for split in images}
+    arrays |= {f"{split}_labels": labels[split] for split in images}
+    np.savez_compressed(path, **arrays)
 
 
 def _check_container(path: Path) -> None:

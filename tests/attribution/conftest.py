@@ -9,13 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from multitask_dr.datasets.synthetic import (
-    Phantom,
-    image_rng,
-    lesion_masks,
-    render_phantom,
-    sample_grade,
-)
+from multitask_dr.datasets.synthetic.grade import Phantom
+from multitask_dr.datasets.synthetic.masks import lesion_masks
+from multitask_dr.datasets.synthetic.render import render_phantom
+from multitask_dr.datasets.synthetic.sampling import image_rng, sample_grade
 from multitask_dr.models.network import MultiTaskNet
 
 TINY = {"encoder_name": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}

@@ -28,7 +28,7 @@ def phantom():
 
 
 def ground_truth(phantom):
-    from multitask_dr.datasets.synthetic import lesion_masks
+    from multitask_dr.datasets.synthetic.masks import lesion_masks
 
     masks = lesion_masks(phantom)
     return masks, torch.from_numpy(masks).permute(2, 0, 1)[None].float()

@@ -17,7 +17,7 @@ from multitask_dr.attribution import (
     randomized_copy,
     rank_correlation,
 )
-from multitask_dr.datasets.synthetic import Lesion, Phantom
+from multitask_dr.datasets.synthetic.grade import Lesion, Phantom
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_a_designed_eye_the_decomposition_must_get_right(rule_model):
 def test_necessity_follows_the_rule():
     def eye(*kinds_and_xy):
         lesions = [Lesion.from_circle(k, (x, y), 2.0) for k, x, y in kinds_and_xy]
-        from multitask_dr.datasets.synthetic import grade_from_lesions
+        from multitask_dr.datasets.synthetic.grade import grade_from_lesions
 
         fov = (32.0, 32.0, 30.0)
         grade, deciding = grade_from_lesions(lesions, fov)

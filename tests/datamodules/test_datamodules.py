@@ -10,7 +10,7 @@ from multitask_dr.datamodules import (
     RetinaMNISTDataModule,
     TJDRDataModule,
 )
-from multitask_dr.datamodules.tjdr import stratified_split
+from multitask_dr.datamodules.base import stratified_split
 from multitask_dr.datamodules.transforms import channel_stats
 from multitask_dr.datasets.preprocess import FOV_THRESHOLD
 from multitask_dr.datasets.problems import DataError

@@ -14,7 +14,8 @@ from PIL import Image
 
 from multitask_dr.datasets.folder import ImageFolderDataset
 from multitask_dr.datasets.images import ImageReadError, decode_image, image_size, read_image
-from multitask_dr.datasets.labelme import load_labelme_image, read_labelme
+from multitask_dr.datasets.labelme import read_labelme
+from multitask_dr.datasets.labelme_image import load_labelme_image
 from multitask_dr.datasets.problems import DataError, ProblemLog
 
 GREY = (np.arange(48 * 40).reshape(48, 40) % 256).astype(np.uint8)

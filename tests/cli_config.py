@@ -3,7 +3,8 @@
 from pathlib import Path
 from typing import Any
 
-TINY_MODEL = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
+TINY_NETWORK = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
+TINY_MODEL = {"network": TINY_NETWORK}
 
 
 def checkpoint(out: Path) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def tiny_joint_config(
             "callbacks": [checkpoint(out), last_checkpoint(out), *(callbacks or [])],
         }
         | (trainer or {}),
-        "model": TINY_MODEL | {"conditioning": conditioning},
+        "model": {"network": TINY_NETWORK | {"conditioning": conditioning}},
         "data": {
             "class_path": "multitask_dr.datamodules.JointDataModule",
             "init_args": {

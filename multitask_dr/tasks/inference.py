@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from multitask_dr.checkpoints import check_checkpoint
 
 TestTimeAugmentation = Literal["none", "flips", "dihedral"]
 
@@ -141,3 +143,36 @@ def average_members(
         if all(key in o for o in outs):
             out[key] = torch.stack([o[key] for o in outs]).mean(dim=0)
     return out
+
+
+class Ensemble:
+    """A deep ensemble's further members: trained models loaded from checkpoints, frozen.
+
+    The checkpoints are checked at once; the members load on first use, because LightningCLI
+    builds the task inside a context that hands its hyper-parameters to every
+    ``save_hyperparameters`` call, a member's included. Members stay out of the task's module
+    tree on purpose: ``--ckpt_path`` then restores the task's own weights strictly, and a
+    checkpoint saved from it holds one model.
+
+    Args:
+        paths: The members' checkpoints.
+        load: Loads one checkpoint into a model (e.g. a ``functools.partial`` of
+            ``MultiTaskDR.load_from_checkpoint``; picklable, unlike a lambda).
+
+    Raises:
+        CheckpointError: When a checkpoint is missing or not a readable checkpoint.
+    """
+
+    def __init__(self, paths: Sequence[str], load: Callable[[str], nn.Module]) -> None:
+        for path in paths:
+            check_checkpoint(path, "ensemble checkpoint")
+        self.paths = list(paths)
+        self.load = load
+        self._members: list[nn.Module] | None = None
+
+    @property
+    def members(self) -> list[nn.Module]:
+        """The members, frozen and in evaluation mode (loaded once)."""
+        if self._members is None:
+            self._members = [self.load(path).eval().requires_grad_(False) for path in self.paths]
+        return self._members

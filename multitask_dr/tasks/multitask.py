@@ -5,16 +5,15 @@ Batches are dicts with ``image`` and whichever labels the source has: ``mask`` (
 :class:`~multitask_dr.datamodules.joint.JointDataModule` is a dict of such batches, one per
 source; each source is run through the network at its own resolution and the losses are summed.
 
-The parts live beside it: losses in :mod:`~multitask_dr.tasks.losses`, mixup and teacher
-forcing in :mod:`~multitask_dr.tasks.regularisation`, sliding windows, test-time augmentation
-and ensembles in :mod:`~multitask_dr.tasks.inference`, the metric rules in
-:mod:`~multitask_dr.tasks.metrics`. ``val/score`` (used for checkpoint selection) is the mean of
-the headline metrics available: lesion mAUPR and grade QWK.
+Its parts live beside it in :mod:`~multitask_dr.tasks`: ``losses``, ``regularisation`` (mixup,
+teacher forcing), ``inference`` (sliding windows, test-time augmentation, ensembles),
+``metrics`` (the metric rules, ``val/score``), ``logging`` and ``optimisation``.
 """
 
 from __future__ import annotations
 
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,11 +21,16 @@ import torch
 from lightning import Callback, LightningModule
 from torch import Tensor, nn
 
-from multitask_dr.checkpoints import check_checkpoint, upgrade_checkpoint
+from multitask_dr.checkpoints import upgrade_checkpoint
 from multitask_dr.models.network import MultiTaskNet, NetworkConfig
 from multitask_dr.models.ordinal import grade_probabilities
 from multitask_dr.seeding import StepSeed
-from multitask_dr.tasks.inference import TestTimeAugmentation, average_members, evaluate_image
+from multitask_dr.tasks.inference import (
+    Ensemble,
+    TestTimeAugmentation,
+    average_members,
+    evaluate_image,
+)
 from multitask_dr.tasks.logging import EvaluationMetricsLogger
 from multitask_dr.tasks.losses import GradeLoss, LossWeighting, SegmentationLoss, combine_losses
 from multitask_dr.tasks.metrics import StageMetrics
@@ -46,39 +50,31 @@ class MultiTaskDR(LightningModule):
 
     Args:
         network: The network (encoder, decoder, grade head): :class:`NetworkConfig`.
-        teacher_forcing: Share of training batches with masks and grades (phantoms) whose grade
-            head reads the annotated lesion maps instead of the predicted ones
-            (:func:`~multitask_dr.tasks.regularisation.teacher_maps`). Evaluation always reads
-            the predicted maps.
+        teacher_forcing: Share of training batches with masks and grades whose grade head reads
+            the annotated lesion maps (:func:`~multitask_dr.tasks.regularisation.teacher_maps`).
         seg_weight: Weight of the segmentation loss (``fixed`` weighting).
         grade_weight: Weight of the grading loss (``fixed`` weighting).
-        loss_weighting: ``fixed`` or ``uncertainty`` (learned per-task log variances,
-            Kendall et al. 2018).
+        loss_weighting: ``fixed`` or ``uncertainty`` (learned per-task log variances).
         dice_weight: Share of Dice in the segmentation loss (the rest is BCE).
         pos_weight: BCE weight of lesion pixels (lesions are a tiny share of the image).
         grade_class_weights: Per-grade loss weights (focal alpha), or ``None``.
         label_smoothing: Cross-entropy label smoothing.
         focal_gamma: Focal-loss exponent for grading (0 = cross-entropy).
-        sord_scale: If positive, grading cross-entropy against soft ordinal (SORD) targets
-            ``softmax(-sord_scale * (k - grade)²)`` instead of one-hot ones (softmax output only).
+        sord_scale: If positive, grading cross-entropy against soft ordinal (SORD) targets.
         mixup_alpha: If positive, training batches of grading-only sources are mixed up
             (:func:`~multitask_dr.tasks.regularisation.draw_mixup`); lesion batches never are.
         lr: Peak learning rate (AdamW).
-        encoder_lr: Peak learning rate of the encoder (``None``: ``lr``). Lower than ``lr``
-            fine-tunes pretrained weights gently while the new decoder and head learn fast.
+        encoder_lr: Peak learning rate of the encoder (``None``: ``lr``).
         weight_decay: AdamW weight decay.
         warmup_epochs: Linear warm-up epochs before cosine decay.
         eval_window: Evaluate lesion maps of images larger than this by sliding windows of
             ``eval_window``² (train on patches of that size); ``None``: one pass.
         eval_overlap: Overlap between neighbouring evaluation windows, in ``[0, 1)``.
-        tta: Test-time augmentation of the grade in validation, test and predict: ``none``,
-            ``flips`` (average grade probabilities over 4 flips) or ``dihedral`` (8 views).
-            Lesion maps, contributions and the logged loss come from the plain view.
-        ensemble_checkpoints: Checkpoints of further trained models (same task) whose grade
-            and lesion probabilities are averaged with this model's in validation, test and
-            predict (a deep ensemble; members are not trained). Members use this model's
-            ``tta`` and ``eval_window``; logged losses, contributions and attributions are this
-            model's own.
+        tta: Test-time augmentation of the grade in evaluation: ``none``, ``flips`` (4 views) or
+            ``dihedral`` (8); lesion maps, contributions and the loss are the plain view's.
+        ensemble_checkpoints: Further trained models whose grade and lesion probabilities are
+            averaged with this model's in evaluation (:class:`~.inference.Ensemble`; they
+            follow this model's ``tta`` and ``eval_window``).
     """
 
     def __init__(
@@ -139,13 +135,8 @@ class MultiTaskDR(LightningModule):
         if hp.mixup_alpha < 0:
             raise ValueError(f"mixup_alpha must be >= 0, got {hp.mixup_alpha}")
         self.seg_loss = SegmentationLoss(hp.dice_weight, hp.pos_weight)
-        self.grade_loss = GradeLoss(
-            self.net.config.grade_output,
-            hp.grade_class_weights,
-            hp.label_smoothing,
-            hp.focal_gamma,
-            hp.sord_scale,
-        )
+        grading = (hp.grade_class_weights, hp.label_smoothing, hp.focal_gamma, hp.sord_scale)
+        self.grade_loss = GradeLoss(self.net.config.grade_output, *grading)
         # Learned log-variances; unused (and frozen) under fixed weighting.
         self.log_vars = nn.Parameter(
             torch.zeros(2), requires_grad=hp.loss_weighting == "uncertainty"
@@ -156,35 +147,22 @@ class MultiTaskDR(LightningModule):
         self.metrics = nn.ModuleDict({stage: StageMetrics(stage) for stage in ("val", "test")})
 
     def configure_ensemble(self) -> None:
-        """Check the ``ensemble_checkpoints``; the members load on first evaluation.
-
-        Loading waits because LightningCLI builds this module inside a context that hands its
-        hyper-parameters to every ``save_hyperparameters`` call, a member's included. Members
-        are kept out of the module tree on purpose: ``--ckpt_path`` then restores this model's
-        own weights strictly, and a checkpoint saved from it holds one model.
-
-        Raises:
-            CheckpointError: When a member checkpoint is missing or not a readable checkpoint.
-        """
-        for path in self.hparams.ensemble_checkpoints or []:
-            check_checkpoint(path, "ensemble checkpoint")
-        self._members: list[MultiTaskDR] | None = None
+        """The ``ensemble_checkpoints``: checked now, loaded on first evaluation (see Ensemble)."""
+        hp = self.hparams
+        load = partial(
+            MultiTaskDR.load_from_checkpoint,
+            map_location="cpu",
+            ensemble_checkpoints=None,
+            tta=hp.tta,
+            eval_window=hp.eval_window,
+            eval_overlap=hp.eval_overlap,
+        )
+        self.ensemble = Ensemble(hp.ensemble_checkpoints or [], load)
 
     @property
     def members(self) -> list[MultiTaskDR]:
-        """The ensemble's other models, frozen and in evaluation mode (loaded once)."""
-        if self._members is None:
-            hp = self.hparams
-            follow = {"tta": hp.tta, "eval_window": hp.eval_window, "eval_overlap": hp.eval_overlap}
-            self._members = [
-                MultiTaskDR.load_from_checkpoint(
-                    path, map_location="cpu", ensemble_checkpoints=None, **follow
-                )
-                .eval()
-                .requires_grad_(False)
-                for path in hp.ensemble_checkpoints or []
-            ]
-        return self._members
+        """The ensemble's other models, frozen and in evaluation mode."""
+        return self.ensemble.members  # type: ignore[return-value]
 
     def configure_callbacks(self) -> list[Callback]:
         """Per-step seeding and evaluation metrics logged once each.
@@ -198,15 +176,7 @@ class MultiTaskDR(LightningModule):
     def forward(
         self, image: Tensor, lesions: bool = True, lesion_maps: Tensor | None = None
     ) -> dict[str, Tensor]:
-        """Network outputs plus ``lesion_probs`` and ``grade_probs``.
-
-        Args:
-            image: ``(B, 3, H, W)`` normalised images.
-            lesions: ``False`` lets the network skip the decoder where the grade does not read
-                the lesion maps (no ``lesion_logits``/``lesion_probs`` then).
-            lesion_maps: Maps the grade head reads instead of the predicted ones (training
-                with ``teacher_forcing``).
-        """
+        """Network outputs (see :meth:`MultiTaskNet.forward`) plus their probabilities."""
         out = self.net(image, lesions=lesions, lesion_maps=lesion_maps)
         if "lesion_logits" in out:
             out["lesion_probs"] = torch.sigmoid(out["lesion_logits"])
@@ -313,7 +283,6 @@ class MultiTaskDR(LightningModule):
         keep = ("lesion_probs", "grade_probs", "contributions")
         return {"name": batch.get("name")} | {k: v for k, v in out.items() if k in keep}
 
-    # ------------------------------------------------------------------ metrics
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW with linear warm-up then cosine decay, stepped per epoch."""

@@ -26,7 +26,7 @@ def tiny_config(synthetic_root, tmp_path):
     idrid["init_args"] |= size | {"patches_per_image": 1}
     network = config["model"].get("network", {})
     config["model"] = {**config["model"], "network": {**network, **TINY_NETWORK}}
-    config["model"].pop("encoder_weights")
+    config["model"]["network"].pop("encoder_weights")
     config["trainer"] |= {"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 2}
     config["trainer"]["callbacks"] = [
         cb for cb in config["trainer"]["callbacks"] if "WandbMedia" not in cb["class_path"]
@@ -45,9 +45,8 @@ def test_seeds_reach_every_lesion_source_and_the_split_seed_stays(tmp_path):
     assert [s["init_args"]["seed"] for s in sources] == [5, 5]
     assert [s["init_args"]["split_seed"] for s in sources] == [0, 0]
     assert config["trainer"]["max_epochs"] == 3
-    assert (
-        base["model"]["network"]["encoder_weights"] == "imagenet"
-    )  # the loaded config is left alone
+    # The loaded config is left alone.
+    assert base["model"]["network"]["encoder_weights"] == "imagenet"
 
 
 def test_benchmark_fits_selects_and_tests_each_variant(synthetic_root, tmp_path, capsys):

@@ -17,7 +17,8 @@ and the project installed. In a fresh work folder it:
 
 It prints a summary and exits 1 if any step failed (each step's output is in
 ``WORK/step_logs/``). The encoder starts from random weights
-(``--model.network.encoder_weights null``) unless ``--imagenet`` is given, which needs the network or a filled Hugging Face cache.
+(``--model.network.encoder_weights null``) unless ``--imagenet`` is given, which needs the
+network or a filled Hugging Face cache.
 W&B runs offline unless ``WANDB_MODE`` says otherwise.
 
 ``--cpu`` runs the same steps on the CPU at tiny sizes (tiny encoder, 64² images), which checks

@@ -55,6 +55,7 @@ from multitask_dr.datasets.synthetic.render import render_phantom  # noqa: E402
 from multitask_dr.datasets.synthetic.sampling import image_rng, sample_grade  # noqa: E402
 from multitask_dr.datasets.synthetic.writers import write_tjdr  # noqa: E402
 from multitask_dr.lesions import LESIONS  # noqa: E402
+from multitask_dr.models.network import NetworkConfig  # noqa: E402
 from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
 
 # "bottleneck_max": the bottleneck head with bottleneck_combine="max".
@@ -192,13 +193,15 @@ def run(mode: str, seed: int, root: Path, args: argparse.Namespace, work: Path) 
         cache_dir=str(work / "cache"),
     )
     task = MultiTaskDR(
-        encoder=args.encoder,
-        decoder_channels=[64, 32, 16, 16, 16],
-        conditioning=mode.removesuffix("_max"),
-        bottleneck_combine="max" if mode.endswith("_max") else "sum",
-        grade_output=args.grade_output,
+        network=NetworkConfig(
+            encoder=args.encoder,
+            decoder_channels=[64, 32, 16, 16, 16],
+            conditioning=mode.removesuffix("_max"),
+            bottleneck_combine="max" if mode.endswith("_max") else "sum",
+            grade_output=args.grade_output,
+            detach_lesions=True,
+        ),
         teacher_forcing=args.teacher_forcing,
-        detach_lesions=True,
         lr=args.lr,
         pos_weight=3.0,
         warmup_epochs=1,

@@ -1,7 +1,7 @@
 """Real-lesion benchmark: HEI-MED exudates in-dataset, the IDRiD sample cross-dataset.
 
 For each variant (``pretrained``: the config as it is, EfficientNet-Lite0 from ImageNet;
-``scratch``: the same with ``model.encoder_weights=null``) and each seed it runs
+``scratch``: the same with ``model.network.encoder_weights=null``) and each seed it runs
 ``multitask-dr fit`` on ``configs/real_lesions.yaml`` in-process (the seed goes to
 ``seed_everything`` and to every lesion source; the sources' ``split_seed`` stays fixed, so every
 run is scored on the same test photographs), selects the checkpoint on validation (the config's
@@ -54,7 +54,7 @@ from multitask_dr.lesions import LESIONS  # noqa: E402
 #: Variant -> overrides on the config.
 VARIANTS: dict[str, list[str]] = {
     "pretrained": [],
-    "scratch": ["model.encoder_weights=null"],
+    "scratch": ["model.network.encoder_weights=null"],
 }
 #: Reported columns: (label, metric key in the test logs).
 COLUMNS: tuple[tuple[str, str], ...] = (

@@ -170,7 +170,7 @@ def run_seed(
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace, config: dict[str, Any]) -> None:
     """Print the per-seed table and the comparison with the published rows."""
-    model, data = config["model"], config["data"]["init_args"]
+    model, data = config["model"].get("network", {}), config["data"]["init_args"]
     start = f"from {model['encoder_weights']}" if model.get("encoder_weights") else "from scratch"
     configs = " + ".join(path.name for path in args.config)
     print(

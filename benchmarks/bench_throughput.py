@@ -32,7 +32,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_throughput.py            # CPU, configs/demo.yaml
     python benchmarks/bench_throughput.py --device cuda   # tjdr_retinamnist + gpu/gpu.yaml, bf16
-    python benchmarks/bench_throughput.py --config my.yaml --model.encoder tu-test_resnet
+    python benchmarks/bench_throughput.py --config my.yaml --model.network.encoder tu-test_resnet
 
 Arguments the benchmark does not know are passed to the CLI (``--config`` and any override).
 Prints a Markdown table (also written to ``--output``); no timing is asserted anywhere.
@@ -77,8 +77,8 @@ from multitask_dr.lightning_cli import (  # noqa: E402
     default_wandb_mode,
     finish_wandb_run,
 )
-from multitask_dr.models.inference import sliding_window  # noqa: E402
 from multitask_dr.models.ordinal import grade_probabilities  # noqa: E402
+from multitask_dr.tasks.inference import sliding_window  # noqa: E402
 from multitask_dr.tasks.multitask import MultiTaskDR, split_sources  # noqa: E402
 
 DEFAULT_CONFIGS = {
@@ -530,11 +530,11 @@ class PlainTrain:
             for name, part in split_sources(batch).items():
                 out = task.net(part["image"], lesions="mask" in part)
                 if "mask" in part:
-                    seg_losses.append(task.segmentation_loss(out["lesion_logits"], part["mask"]))
+                    seg_losses.append(task.seg_loss(out["lesion_logits"], part["mask"]))
                 rows = graded[name]
                 if rows is not None:
                     grade_losses.append(
-                        task.grading_loss(out["grade_logits"][rows], part["grade"][rows])
+                        task.grade_loss(out["grade_logits"][rows], part["grade"][rows])
                     )
             loss = torch.zeros((), device=self.device)
             if seg_losses:
@@ -577,7 +577,7 @@ class PlainEvaluate:
             if hp.eval_window is not None and max(image.shape[-2:]) > hp.eval_window:
                 logits = sliding_window(net.lesion_logits, image, hp.eval_window, hp.eval_overlap)
             torch.sigmoid(logits)
-            grade_probabilities(out["grade_logits"], hp.grade_output)
+            grade_probabilities(out["grade_logits"], net.config.grade_output)
         return len(image)
 
 

@@ -40,7 +40,7 @@ from multitask_dr.datasets.preprocess import resize_mask  # noqa: E402
 from multitask_dr.datasets.problems import ProblemLog  # noqa: E402
 from multitask_dr.datasets.synthetic.writers import write_tjdr  # noqa: E402
 from multitask_dr.datasets.tjdr import TJDRDataset  # noqa: E402
-from multitask_dr.models.network import MultiTaskNet  # noqa: E402
+from multitask_dr.models.network import MultiTaskNet, NetworkConfig  # noqa: E402
 
 
 def median_ms(fn: Callable[[], Any], repeat: int) -> float:
@@ -62,7 +62,7 @@ def loader_rate(dataset: TJDRDataset, passes: int = 1) -> float:
 
 def train_step_rate(encoder: str, patch: int, batch: int, steps: int) -> float:
     torch.manual_seed(0)
-    net = MultiTaskNet(encoder, conditioning="stats")
+    net = MultiTaskNet(NetworkConfig(encoder=encoder, conditioning="stats"))
     optimizer = torch.optim.AdamW(net.parameters(), 1e-3)
     images = torch.randn(batch, 3, patch, patch)
     masks = (torch.rand(batch, 4, patch, patch) > 0.99).float()

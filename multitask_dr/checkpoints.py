@@ -5,12 +5,17 @@ a file that is not a checkpoint they do not say which file. :func:`check_checkpo
 apart a missing file, a folder, an empty, truncated or foreign file and a PyTorch file that is
 not a Lightning checkpoint. It reads the file the way Lightning will (``weights_only``), but
 memory-maps the tensors, so checking a large checkpoint costs little.
+
+:func:`upgrade_checkpoint` brings a checkpoint of an earlier layout of the task's
+hyper-parameters to the current one, so ``MultiTaskDR.load_from_checkpoint`` reads both.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +89,48 @@ def check_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, An
             path=path,
         )
     return checkpoint
+
+
+def nest_network_hyperparameters(
+    hparams: dict[str, Any], network_fields: Collection[str]
+) -> dict[str, Any] | None:
+    """Hyper-parameters of a checkpoint that predates ``model.network``, with it filled in.
+
+    Checkpoints written before the network became one setting hold its fields (``encoder``,
+    ``conditioning``, ...) flat beside the task's own; the weights' names did not change.
+
+    Args:
+        hparams: A checkpoint's ``hyper_parameters``.
+        network_fields: The fields of :class:`~multitask_dr.models.network.NetworkConfig`.
+
+    Returns:
+        The hyper-parameters with those fields moved under ``network``, or ``None`` when there
+        is nothing to move (a current checkpoint).
+    """
+    flat = [key for key in hparams if key in network_fields]
+    if not flat or "network" in hparams:
+        return None
+    nested = {key: value for key, value in hparams.items() if key not in network_fields}
+    return nested | {"network": {key: hparams[key] for key in flat}}
+
+
+def upgrade_checkpoint(path: str | Path, network_fields: Collection[str]) -> io.BytesIO | None:
+    """A current-format copy (in memory) of an older checkpoint, or ``None`` if it is current.
+
+    Args:
+        path: The ``.ckpt`` file (checked by :func:`check_checkpoint`).
+        network_fields: The fields of :class:`~multitask_dr.models.network.NetworkConfig`.
+
+    Raises:
+        CheckpointError: When the file is not a readable Lightning checkpoint.
+    """
+    hparams = check_checkpoint(path).get("hyper_parameters") or {}
+    nested = nest_network_hyperparameters(dict(hparams), network_fields)
+    if nested is None:
+        return None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"] = nested
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    buffer.seek(0)
+    return buffer

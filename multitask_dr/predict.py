@@ -139,7 +139,8 @@ def lesion_effects(model: LightningModule, images: Tensor) -> Tensor | None:
     Uses :func:`multitask_dr.attribution.ablate_lesion_maps` (one more encoder pass). A grade
     head with ``conditioning: none`` never reads the maps: zeros, without the extra pass.
     """
-    if getattr(getattr(model, "hparams", None), "conditioning", None) == "none":
+    net = getattr(model, "net", None)
+    if net is not None and not net.needs_lesion_maps():
         return torch.zeros(len(images), len(LESIONS))
     try:
         from multitask_dr.attribution import ablate_lesion_maps, encode

@@ -17,8 +17,9 @@ and the project installed. In a fresh work folder it:
    against a plain PyTorch loop, in bf16.
 
 It prints a summary and exits 1 if any step failed (each step's output is in
-``WORK/step_logs/``). The encoder starts from random weights (``--model.encoder_weights null``)
-unless ``--imagenet`` is given, which needs the network or a filled Hugging Face cache.
+``WORK/step_logs/``). The encoder starts from random weights
+(``--model.network.encoder_weights null``) unless ``--imagenet`` is given, which needs the
+network or a filled Hugging Face cache.
 W&B runs offline unless ``WANDB_MODE`` says otherwise.
 
 ``--cpu`` runs the same steps on the CPU at tiny sizes (tiny encoder, 64² images), which checks
@@ -69,7 +70,8 @@ TINY_SYNTH = [
 # --cpu: the GPU configs shrunk to seconds on a CPU (same keys, same code paths).
 TINY_OVERRIDES = [
     "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-    "--model.encoder", "tu-test_resnet", "--model.decoder_channels", "[16, 16, 8, 8, 8]",
+    "--model.network.encoder", "tu-test_resnet",
+    "--model.network.decoder_channels", "[16, 16, 8, 8, 8]",
     "--model.eval_window", "32",
     f"{SEG}.image_size", "64", f"{SEG}.patch_size", "32", f"{SEG}.batch_size", "2",
     f"{SEG}.eval_batch_size", "2", f"{SEG}.num_workers", "0",
@@ -160,7 +162,7 @@ def build_plan(work: Path, cpu: bool = False, imagenet: bool = False) -> Plan:
     data = work / "data"
     common = [f"{SEG}.root", str(data / "tjdr"), f"{GRADE}.root", str(data / "retinamnist")]
     if not imagenet:
-        common += ["--model.encoder_weights", "null"]
+        common += ["--model.network.encoder_weights", "null"]
     if cpu:
         common += TINY_OVERRIDES
     short_fit = [

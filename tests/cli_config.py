@@ -7,7 +7,8 @@ The CLI reads ``configs/base.yaml`` under it: its checkpoint pair is kept (point
 from pathlib import Path
 from typing import Any
 
-TINY_MODEL = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
+TINY_NETWORK = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
+TINY_MODEL = {"network": TINY_NETWORK}
 
 
 def wandb_logger(out: Path) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def tiny_joint_config(
         "checkpoint": {"dirpath": str(out / "ckpt")},
         "lr_monitor": None,
         "media": None,
-        "model": TINY_MODEL | {"conditioning": conditioning},
+        "model": {"network": TINY_NETWORK | {"conditioning": conditioning}},
         "data": {
             "class_path": "multitask_dr.datamodules.JointDataModule",
             "init_args": {

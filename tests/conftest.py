@@ -41,3 +41,7 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_tjdr(root / "tjdr", n_train=10, n_test=4, size=96, seed=0)
     write_retinamnist(root / "retinamnist", sizes=(28, 64), n_train=40, n_val=20, n_test=20, seed=0)
     return root
+
+
+# The session's one W&B-logged fit, shared by the media, predict and CLI tests.
+from tests.fitted_run import fitted, wandb_env  # noqa: E402,F401

@@ -6,7 +6,7 @@ import shutil
 
 import yaml
 
-from tests.cli_config import TINY_MODEL
+from tests.cli_config import TINY_NETWORK
 from tests.scripts import REPO, load_script
 
 
@@ -25,8 +25,9 @@ def tiny_config(synthetic_root, tmp_path):
     heimed["init_args"]["label_map"] = None  # the phantoms' JSON uses the default label names
     idrid["init_args"] |= {"root": str(synthetic_root / "tjdr"), "cache_dir": str(tmp_path / "c2")}
     idrid["init_args"] |= size | {"patches_per_image": 1}
-    config["model"] = {**config["model"], **TINY_MODEL}
-    config["model"].pop("encoder_weights")
+    network = config["model"].get("network", {})
+    config["model"] = {**config["model"], "network": {**network, **TINY_NETWORK}}
+    config["model"]["network"].pop("encoder_weights")
     config["trainer"] |= {"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 2}
     config["media"] = None
     path = tmp_path / "tiny.yaml"
@@ -38,12 +39,13 @@ def test_seeds_reach_every_lesion_source_and_the_split_seed_stays(tmp_path):
     bench = load_script("benchmarks/bench_real_lesions.py")
     base = bench.load_configs([REPO / "configs" / "real_lesions.yaml"])
     config = bench.run_config(base, "scratch", 5, ["trainer.max_epochs=3"], tmp_path)
-    assert config["seed_everything"] == 5 and config["model"]["encoder_weights"] is None
+    assert config["seed_everything"] == 5 and config["model"]["network"]["encoder_weights"] is None
     sources = bench.lesion_sources(config)
     assert [s["init_args"]["seed"] for s in sources] == [5, 5]
     assert [s["init_args"]["split_seed"] for s in sources] == [0, 0]
     assert config["trainer"]["max_epochs"] == 3
-    assert base["model"]["encoder_weights"] == "imagenet"  # the loaded config is left alone
+    # The loaded config is left alone.
+    assert base["model"]["network"]["encoder_weights"] == "imagenet"
 
 
 def test_benchmark_fits_selects_and_tests_each_variant(synthetic_root, tmp_path, capsys):

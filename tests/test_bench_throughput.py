@@ -195,8 +195,11 @@ def test_tiny_run_measures_both_loops_on_the_same_batches(bench, synthetic_root,
 
 
 def test_defaults_pick_the_device_config_and_pass_unknown_arguments_on(bench):
-    args, cli_args = bench.parse_args(["--device", "cuda", "--model.encoder", "resnet18"])
-    assert (args.warmup, args.steps) == (5, 30) and cli_args == ["--model.encoder", "resnet18"]
+    args, cli_args = bench.parse_args(["--device", "cuda", "--model.network.encoder", "resnet18"])
+    assert (args.warmup, args.steps) == (5, 30) and cli_args == [
+        "--model.network.encoder",
+        "resnet18",
+    ]
     assert [p.name for p in bench.DEFAULT_CONFIGS["cuda"]] == ["tjdr_retinamnist.yaml", "gpu.yaml"]
     assert isinstance(args, argparse.Namespace) and args.sync_steps == 3
     assert not args.interleave and bench.parse_args([])[0].interleave  # CUDA: one after other

@@ -2,12 +2,15 @@
 
 import csv
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
 
 from multitask_dr.cli import main
 from tests.cli_config import tiny_joint_config, wandb_logger
+
+SWEEP = Path(__file__).resolve().parents[1] / "configs" / "sweeps" / "joint.yaml"
 
 
 def tiny_config(root, out):
@@ -48,7 +51,7 @@ def test_fit_then_test_writes_checkpoint_wandb_run_and_metrics(
     runs = sorted((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 3  # fit and each test make a run
     saved = yaml.safe_load((runs[0] / "files" / "config.yaml").read_text())
-    assert saved["model"]["conditioning"] == "stats"
+    assert saved["model"]["network"]["conditioning"] == "stats"
     assert list(runs[0].glob("run-*.wandb"))
 
     rows = []
@@ -77,3 +80,34 @@ def test_help_lists_the_configs(capsys):
         main(["fit", "--help"])
     assert exit_info.value.code == 0
     assert "demo.yaml" in capsys.readouterr().out
+
+
+def test_top_level_help_lists_configs_and_extra_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("demo.yaml", "gpu/multinode.yaml", "synth", "check-data"):
+        assert name in text
+    assert "sweeps/" not in text
+
+
+def test_sweep_parameters_are_options_of_fit(capsys):
+    sweep = yaml.safe_load(SWEEP.read_text())
+    command = sweep["command"]
+    configs = [command[i + 1] for i, part in enumerate(command) if part == "--config"]
+    args = ["fit"] + [a for c in configs for a in ("--config", str(SWEEP.parents[2] / c))]
+    expected = {}
+    for name, spec in sweep["parameters"].items():
+        value = spec["values"][-1] if "values" in spec else spec["min"]
+        args.append(f"--{name}={value}")  # how W&B's ${args} writes them
+        expected[name] = value
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    for name, value in expected.items():
+        node = printed
+        for part in name.split("."):
+            node = node[part]
+        assert node == value, name

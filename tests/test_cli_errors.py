@@ -19,6 +19,7 @@ import yaml
 from multitask_dr.cli import main
 from multitask_dr.errors import CheckpointError
 from tests.cli_config import tiny_joint_config
+from tests.fitted_run import run_cli as run_fitted_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,3 +115,14 @@ def test_closed_pipe_ends_quietly(synthetic_root):
     os.close(write)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_missing_data_root_is_one_clear_line(fitted, tmp_path, capsys):
+    config, _ = fitted
+    absent = tmp_path / "nowhere" / "tjdr"
+    args = ["validate", "--config", str(config), "--trainer.logger", "false"]
+    args += ["--data.init_args.segmentation.init_args.root", str(absent)]
+    assert run_fitted_cli(args) == 2
+    err = capsys.readouterr().err
+    assert f"multitask-dr: error: TJDR root {absent} does not exist" in err
+    assert "Traceback" not in err

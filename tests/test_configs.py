@@ -49,7 +49,7 @@ def printed_config(args: list[str], capsys) -> dict:
 @pytest.mark.parametrize("config", CONFIGS, ids=name)
 def test_config_parses(config, capsys):
     printed = printed_config(stack(config), capsys)
-    assert printed["model"]["encoder"]
+    assert printed["model"]["network"]["encoder"]
     assert printed["data"]["class_path"].startswith("multitask_dr.datamodules.")
 
 
@@ -93,7 +93,7 @@ def test_every_run_keeps_best_and_last_in_its_folder_with_lr_and_media():
     from multitask_dr.lightning_cli import MultiTaskCLI
     from multitask_dr.tasks.multitask import MultiTaskDR
 
-    tiny = ["--model.encoder", "tu-test_resnet", "--model.encoder_weights", "null"]
+    tiny = ["--model.network.encoder", "tu-test_resnet", "--model.network.encoder_weights", "null"]
     cli = MultiTaskCLI(
         MultiTaskDR,
         LightningDataModule,
@@ -117,8 +117,8 @@ def test_pretrained_retinamnist_overlay_keeps_the_base_and_starts_from_imagenet(
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(base), "--config", str(overlay), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["encoder"] == "tu-efficientnet_lite0"
-    assert printed["model"]["encoder_weights"] == "imagenet"
+    assert printed["model"]["network"]["encoder"] == "tu-efficientnet_lite0"
+    assert printed["model"]["network"]["encoder_weights"] == "imagenet"
     # What the overlay does not name comes from the base.
     assert printed["data"]["init_args"]["root"] == "../shared/data/retinamnist"
     assert printed["model"]["tta"] == "flips"
@@ -156,9 +156,9 @@ def test_joint_graded_fits_and_tests_on_its_synthetic_default(tmp_path):
     folder = FOLDER
     base = ["--config", str(folder / "demo.yaml"), "--config", str(folder / "joint_graded.yaml")]
     tiny = [
-        "--model.encoder", "tu-test_resnet",
-        "--model.encoder_weights", "null",
-        "--model.decoder_channels", "[16, 16, 8, 8, 8]",
+        "--model.network.encoder", "tu-test_resnet",
+        "--model.network.encoder_weights", "null",
+        "--model.network.decoder_channels", "[16, 16, 8, 8, 8]",
         "--trainer.max_epochs", "1",
         "--trainer.limit_train_batches", "2",
         "--trainer.limit_val_batches", "2",

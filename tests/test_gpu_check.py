@@ -40,7 +40,7 @@ def test_plan_runs_every_gpu_config_at_its_own_resolution(check, tmp_path):
         if "--config" in argv and step.name != "throughput":
             assert option(argv, f"{check.SEG}.root") == str(data / "tjdr")
             assert option(argv, f"{check.GRADE}.root") == str(data / "retinamnist")
-            assert option(argv, "--model.encoder_weights") == "null"  # no download needed
+            assert option(argv, "--model.network.encoder_weights") == "null"  # no download needed
     # test and predict read the checkpoint the config's ModelCheckpoint writes.
     ckpt = option(steps["test tjdr_retinamnist.yaml (sliding windows)"].argv, "--ckpt_path")
     callback = yaml.safe_load(check.EXPERIMENT.read_text())["checkpoint"]
@@ -48,7 +48,7 @@ def test_plan_runs_every_gpu_config_at_its_own_resolution(check, tmp_path):
     assert option(steps["predict tjdr_retinamnist.yaml"].argv, "--ckpt_path") == ckpt
     assert option(steps["throughput"].argv, "--device") == "cuda"
     imagenet = check.build_plan(tmp_path, imagenet=True)
-    assert all("--model.encoder_weights" not in s.argv for s in imagenet.steps)
+    assert all("--model.network.encoder_weights" not in s.argv for s in imagenet.steps)
 
 
 def test_a_failing_step_fails_the_check_and_points_at_its_log(check, tmp_path):

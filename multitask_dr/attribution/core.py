@@ -143,7 +143,7 @@ def encode(model: nn.Module, image: Tensor, lesion_probs: Tensor | None = None) 
                     f"got {tuple(lesion_probs.shape)}"
                 )
         logits, contributions = net.grade_from_lesions(features, lesion_probs)
-    output = net.grade_head.output
+    output = net.grade_head.grade_output
     return LesionEvidence(
         features,
         lesion_probs,

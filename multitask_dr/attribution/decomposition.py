@@ -126,7 +126,7 @@ def decompose(model: nn.Module, evidence: LesionEvidence) -> Decomposition:
             gradients).
     """
     net = as_network(model)
-    if net.grade_head.conditioning == "bottleneck" and net.grade_head.combine != "sum":
+    if net.grade_head.conditioning == "bottleneck" and net.grade_head.bottleneck_combine != "sum":
         raise ValueError(
             "exact decomposition needs bottleneck_combine='sum'; a 'max' bottleneck (the most "
             "severe lesion decides) is explained by ablate_lesion_maps"

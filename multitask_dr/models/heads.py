@@ -91,12 +91,12 @@ class GradeHead(nn.Module):
         num_lesions: Lesion channels ``L``.
         num_grades: Grades ``G``.
         conditioning: ``none``, ``stats``, ``lesion_pooled`` or ``bottleneck``.
-        output: ``softmax`` or ``coral`` (ordinal).
-        hidden: Width of the MLP's hidden layer.
-        dropout: Dropout before the last layer.
+        grade_output: ``softmax`` or ``coral`` (ordinal).
+        head_hidden: Width of the MLP's hidden layer.
+        head_dropout: Dropout before the last layer.
         lesion_dim: Width each lesion's pooled features are projected to (bottleneck).
-        combine: How the bottleneck combines the lesions' evidence: ``sum`` (exact additive
-            decomposition) or ``max`` (smooth maximum: the most severe lesion decides).
+        bottleneck_combine: How the bottleneck combines the lesions' evidence: ``sum`` (exact
+            additive decomposition) or ``max`` (smooth maximum: the most severe lesion decides).
     """
 
     def __init__(
@@ -105,20 +105,22 @@ class GradeHead(nn.Module):
         num_lesions: int,
         num_grades: int,
         conditioning: Conditioning = "none",
-        output: GradeOutput = "softmax",
-        hidden: int = 128,
-        dropout: float = 0.2,
+        grade_output: GradeOutput = "softmax",
+        head_hidden: int = 128,
+        head_dropout: float = 0.2,
         lesion_dim: int = 8,
-        combine: Combine = "sum",
+        bottleneck_combine: Combine = "sum",
     ) -> None:
         super().__init__()
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
-        if combine not in ("sum", "max"):
-            raise ValueError(f"combine must be 'sum' or 'max', got {combine!r}")
+        if bottleneck_combine not in ("sum", "max"):
+            raise ValueError(
+                f"bottleneck_combine must be 'sum' or 'max', got {bottleneck_combine!r}"
+            )
         self.conditioning = conditioning
-        self.combine = combine
-        self.output = output
+        self.bottleneck_combine = bottleneck_combine
+        self.grade_output = grade_output
         self.num_grades = num_grades
         self.stats = LesionFeatures()
         stats_width = num_lesions * LesionFeatures.num_features
@@ -126,12 +128,12 @@ class GradeHead(nn.Module):
             per_lesion = LesionFeatures.num_features + lesion_dim
             self.project = nn.Linear(encoder_channels, lesion_dim)
             self.norm = nn.LayerNorm(per_lesion)
-            width = 1 if output == "coral" else num_grades
+            width = 1 if grade_output == "coral" else num_grades
             # One weight matrix per lesion, no bias: contributions are exactly attributable.
             self.lesion_weights = nn.Parameter(torch.zeros(num_lesions, per_lesion, width))
             nn.init.normal_(self.lesion_weights, std=0.05)
-            self.bias = nn.Parameter(torch.zeros(num_outputs(num_grades, output)))
-            if output == "coral":
+            self.bias = nn.Parameter(torch.zeros(num_outputs(num_grades, grade_output)))
+            if grade_output == "coral":
                 self.bias.data = torch.linspace(1.0, -1.0, num_grades - 1)
             return
         in_features = (
@@ -142,7 +144,12 @@ class GradeHead(nn.Module):
                 "lesion_pooled": num_lesions * encoder_channels,
             }[conditioning]
         )
-        self.net = mlp(in_features, hidden, output_layer(hidden, num_grades, output), dropout)
+        self.net = mlp(
+            in_features,
+            head_hidden,
+            output_layer(head_hidden, num_grades, grade_output),
+            head_dropout,
+        )
 
     def forward(self, pooled: Tensor, deep: Tensor, probs: Tensor) -> tuple[Tensor, Tensor | None]:
         """Grade logits and per-lesion contributions (``None`` unless ``bottleneck``).
@@ -165,5 +172,5 @@ class GradeHead(nn.Module):
             return self.net(torch.cat([pooled, lesion_pooled.flatten(1)], dim=1)), None
         per_lesion = self.norm(torch.cat([self.stats(probs), self.project(lesion_pooled)], dim=-1))
         evidence = torch.einsum("blf,lfg->blg", per_lesion, self.lesion_weights)
-        logits = combine_evidence(evidence, self.bias, self.combine, self.output)
-        return logits, evidence if self.combine == "sum" else None
+        logits = combine_evidence(evidence, self.bias, self.bottleneck_combine, self.grade_output)
+        return logits, evidence if self.bottleneck_combine == "sum" else None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
@@ -90,63 +92,100 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
         )
 
 
-class MultiTaskNet(nn.Module):
-    """Shared encoder, lesion decoder (4 sigmoid maps) and a grade head.
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Everything that shapes the network, under one name each from YAML to the module using it.
 
-    Args:
-        encoder_name: smp encoder name (e.g. ``resnet18``, ``tu-test_resnet``).
+    The task takes it as ``model.network`` (``network: {encoder: resnet18, conditioning:
+    stats}``); :class:`MultiTaskNet` builds from it, and the grade head's arguments carry the
+    same names.
+
+    Attributes:
+        encoder: smp encoder name (``resnet18``, ``efficientnet-b0``, ``tu-test_resnet``, ...).
         decoder: ``unet``, ``unetplusplus``, ``fpn`` or ``deeplabv3plus``.
-        encoder_weights: ``imagenet`` (offline for ``tu-efficientnet_lite0``, see
-            :func:`build_segmentation_model`), another smp weights name, or ``None``.
-        encoder_checkpoint: Local state-dict file loaded into the encoder.
-        decoder_channels: Decoder widths (Unet/Unet++).
-        conditioning: How the grade head sees the lesion maps (see ``models.heads``).
-        grade_output: ``softmax`` or ``coral``.
+        encoder_weights: ``imagenet`` or another smp weights name, or ``None`` (random). For
+            ``tu-efficientnet_lite0``, ``imagenet`` loads offline from the ``pretrained``
+            extra's package (see :func:`build_segmentation_model`); for other encoders smp
+            downloads it.
+        encoder_checkpoint: Local state-dict file loaded into the encoder (offline pretraining).
+        decoder_channels: Decoder widths for Unet/Unet++ (``None``: smp's default).
+        conditioning: How the grade head sees the lesion maps: ``none``, ``stats``,
+            ``lesion_pooled`` or ``bottleneck`` (see :mod:`multitask_dr.models.heads`).
+        grade_output: ``softmax`` or ``coral`` (ordinal cumulative link).
         detach_lesions: Stop the grade loss's gradient into the lesion maps, so lesion maps are
             shaped by segmentation labels only and stay lesion maps.
         head_hidden: Grade head MLP width.
         head_dropout: Grade head dropout.
-        bottleneck_combine: ``sum`` (additive, exact per-lesion decomposition) or ``max``
-            (smooth maximum: the most severe lesion decides) for ``conditioning="bottleneck"``.
+        bottleneck_combine: How the ``bottleneck`` head combines the lesions' evidence: ``sum``
+            (additive; logits decompose exactly into per-lesion contributions) or ``max`` (smooth
+            maximum: the most severe lesion decides, as in ICDR; explained by ablation).
+    """
+
+    encoder: str = "resnet18"
+    decoder: str = "unet"
+    encoder_weights: str | None = None
+    encoder_checkpoint: str | None = None
+    decoder_channels: list[int] | None = None
+    conditioning: Conditioning = "none"
+    grade_output: GradeOutput = "softmax"
+    detach_lesions: bool = True
+    head_hidden: int = 128
+    head_dropout: float = 0.2
+    bottleneck_combine: Combine = "sum"
+
+    @classmethod
+    def coerce(cls, value: NetworkConfig | Mapping[str, Any]) -> NetworkConfig:
+        """``value`` itself, or the config a mapping of its fields describes.
+
+        A checkpoint stores the config as a plain dict (it loads with ``weights_only``), and
+        ``load_from_checkpoint`` hands that dict back to the task.
+        """
+        return value if isinstance(value, cls) else cls(**value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as plain values (what hyper-parameters and checkpoints store)."""
+        return asdict(self)
+
+
+class MultiTaskNet(nn.Module):
+    """Shared encoder, lesion decoder (4 sigmoid maps) and a grade head.
+
+    Args:
+        config: The network's settings (see :class:`NetworkConfig`).
         num_lesions: Lesion channels.
         num_grades: Grades.
     """
 
     def __init__(
         self,
-        encoder_name: str = "resnet18",
-        decoder: str = "unet",
-        encoder_weights: str | None = None,
-        encoder_checkpoint: str | None = None,
-        decoder_channels: Sequence[int] | None = None,
-        conditioning: Conditioning = "none",
-        grade_output: GradeOutput = "softmax",
-        detach_lesions: bool = True,
-        head_hidden: int = 128,
-        head_dropout: float = 0.2,
-        bottleneck_combine: Combine = "sum",
+        config: NetworkConfig = NetworkConfig(),  # noqa: B008 - frozen, so sharing it is safe
         num_lesions: int = NUM_LESIONS,
         num_grades: int = NUM_GRADES,
     ) -> None:
         super().__init__()
+        self.config = config
         model = build_segmentation_model(
-            decoder, encoder_name, encoder_weights, num_lesions, decoder_channels
+            config.decoder,
+            config.encoder,
+            config.encoder_weights,
+            num_lesions,
+            config.decoder_channels,
         )
         self.encoder = model.encoder
         self.decoder = model.decoder
         self.segmentation_head = model.segmentation_head
-        if encoder_checkpoint:
-            load_encoder_checkpoint(self.encoder, encoder_checkpoint)
-        self.detach_lesions = detach_lesions
+        if config.encoder_checkpoint:
+            load_encoder_checkpoint(self.encoder, config.encoder_checkpoint)
+        self.detach_lesions = config.detach_lesions
         self.grade_head = GradeHead(
             self.encoder.out_channels[-1],
             num_lesions,
             num_grades,
-            conditioning,
-            grade_output,
-            head_hidden,
-            head_dropout,
-            combine=bottleneck_combine,
+            conditioning=config.conditioning,
+            grade_output=config.grade_output,
+            head_hidden=config.head_hidden,
+            head_dropout=config.head_dropout,
+            bottleneck_combine=config.bottleneck_combine,
         )
 
     def lesion_logits(self, image: Tensor) -> Tensor:

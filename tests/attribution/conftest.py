@@ -13,15 +13,17 @@ from multitask_dr.datasets.synthetic.grade import Phantom
 from multitask_dr.datasets.synthetic.masks import lesion_masks
 from multitask_dr.datasets.synthetic.render import render_phantom
 from multitask_dr.datasets.synthetic.sampling import image_rng, sample_grade
-from multitask_dr.models.network import MultiTaskNet
+from multitask_dr.models.network import MultiTaskNet, NetworkConfig
 
-TINY = {"encoder_name": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
+TINY = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
 UNIFORM_GRADES = (0.2, 0.2, 0.2, 0.2, 0.2)
 
 
 def tiny_net(conditioning: str, grade_output: str = "softmax", seed: int = 0) -> MultiTaskNet:
     torch.manual_seed(seed)
-    return MultiTaskNet(**TINY, conditioning=conditioning, grade_output=grade_output).eval()
+    return MultiTaskNet(
+        NetworkConfig(**TINY, conditioning=conditioning, grade_output=grade_output)
+    ).eval()
 
 
 def phantoms(split: str, count: int, size: int) -> list[Phantom]:
@@ -64,7 +66,7 @@ def rule_model() -> RuleModel:
     test = phantoms("test", 100, size)
     test_images, test_masks, test_grades = as_tensors(test)
     torch.manual_seed(0)
-    net = MultiTaskNet(**TINY, conditioning="bottleneck", head_dropout=0.0).eval()
+    net = MultiTaskNet(NetworkConfig(**TINY, conditioning="bottleneck", head_dropout=0.0)).eval()
     with torch.no_grad():
         deep = net.encoder(train_images)[-1]
     optimizer = torch.optim.Adam(net.grade_head.parameters(), lr=0.03)

@@ -4,7 +4,7 @@ import torch
 from multitask_dr.attribution import ablate_lesion_maps, decompose, encode
 from multitask_dr.lesions import LESIONS
 from multitask_dr.models.heads import CONDITIONINGS
-from multitask_dr.models.network import MultiTaskNet
+from multitask_dr.models.network import MultiTaskNet, NetworkConfig
 from multitask_dr.tasks.multitask import MultiTaskDR
 
 from .conftest import TINY, tiny_net
@@ -22,7 +22,9 @@ def test_grade_from_lesions_reproduces_forward(conditioning):
 
 def test_encode_accepts_a_task_and_given_maps():
     task = MultiTaskDR(
-        encoder="tu-test_resnet", decoder_channels=[16, 16, 8, 8, 8], conditioning="stats"
+        network=NetworkConfig(
+            encoder="tu-test_resnet", decoder_channels=[16, 16, 8, 8, 8], conditioning="stats"
+        )
     )
     maps = torch.zeros(1, 4, 64, 64)
     maps[0, 1, 10:14, 10:14] = 1.0
@@ -86,6 +88,8 @@ def test_decompose_refuses_heads_without_an_exact_decomposition(conditioning):
 
 def test_decompose_refuses_a_max_bottleneck_and_says_to_ablate():
     torch.manual_seed(0)
-    net = MultiTaskNet(**TINY, conditioning="bottleneck", bottleneck_combine="max").eval()
+    net = MultiTaskNet(
+        NetworkConfig(**TINY, conditioning="bottleneck", bottleneck_combine="max")
+    ).eval()
     with pytest.raises(ValueError, match="ablate_lesion_maps"):
         decompose(net, encode(net, torch.randn(1, 3, 64, 64)))

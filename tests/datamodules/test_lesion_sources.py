@@ -12,8 +12,9 @@ from lightning import Trainer
 
 from multitask_dr.datamodules import JointDataModule, TJDRDataModule
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS
+from multitask_dr.models.network import NetworkConfig
 from multitask_dr.tasks.multitask import MultiTaskDR
-from tests.cli_config import TINY_MODEL
+from tests.cli_config import TINY_MODEL, TINY_NETWORK
 from tests.conftest import shared_path
 
 EX = LESIONS.index("EX")
@@ -112,7 +113,7 @@ def test_two_lesion_sources_train_together_and_are_scored_apart(
     full.name = "phantoms"
     joint = JointDataModule([exudates, full])
     assert joint.lesion_sources == ["exudates", "phantoms"]
-    task = MultiTaskDR(**TINY_MODEL, conditioning="none")
+    task = MultiTaskDR(network=NetworkConfig(**TINY_NETWORK, conditioning="none"))
     trainer = Trainer(
         max_epochs=1,
         limit_train_batches=2,

@@ -4,7 +4,7 @@ import torch
 
 from multitask_dr.datamodules import TJDRDataModule
 from multitask_dr.datamodules.transforms import NO_AUGMENTATION, LesionCentredCrop, SampleTransform
-from multitask_dr.models.inference import sliding_window, tent_weight, window_starts
+from multitask_dr.tasks.inference import sliding_window, tent_weight, window_starts
 
 
 def crop_pipeline(size, share, seed=0):
@@ -100,12 +100,12 @@ def test_datamodule_trains_on_patches_and_evaluates_whole_images(synthetic_root)
 
 
 def test_task_evaluates_large_images_by_sliding_window():
+    from multitask_dr.models.network import NetworkConfig
     from multitask_dr.tasks.multitask import MultiTaskDR
 
     torch.manual_seed(0)
     task = MultiTaskDR(
-        encoder="tu-test_resnet",
-        decoder_channels=[16, 16, 8, 8, 8],
+        network=NetworkConfig(encoder="tu-test_resnet", decoder_channels=[16, 16, 8, 8, 8]),
         eval_window=64,
         eval_overlap=0.25,
     ).eval()

@@ -31,7 +31,9 @@ def test_config_selects_on_validation_and_reads_the_official_file():
     assert config["data"]["class_path"].endswith("RetinaMNISTDataModule")
     assert data["root"] == "../shared/data/retinamnist" and data["size"] == 28
     assert not data.get("download", False)
-    assert config["model"]["conditioning"] == "none"  # what lets training skip the decoder
+    assert (
+        config["model"]["network"]["conditioning"] == "none"
+    )  # what lets training skip the decoder
 
 
 def test_seed_config_routes_seed_logging_and_checkpoints(tmp_path):
@@ -61,8 +63,8 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
             f"data.init_args.root={synthetic_root / 'retinamnist'}",
             "data.init_args.image_size=32",
             "data.init_args.batch_size=8",
-            "model.encoder=tu-test_resnet",
-            "model.decoder_channels=[8, 8, 8, 8, 8]",
+            "model.network.encoder=tu-test_resnet",
+            "model.network.decoder_channels=[8, 8, 8, 8, 8]",
             "model.tta=dihedral",
             "trainer.max_epochs=2",
             "trainer.limit_train_batches=2",
@@ -84,7 +86,7 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
     assert result["val"][monitor] == pytest.approx(best, abs=1e-5)
     ckpt = torch.load(tmp_path / "seed0" / "ckpt" / "best.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["tta"] == "dihedral"
-    assert ckpt["hyper_parameters"]["encoder"] == "tu-test_resnet"
+    assert ckpt["hyper_parameters"]["network"]["encoder"] == "tu-test_resnet"
 
     # An ensemble of 2 (seeds 0 and 1) reuses the model fitted above as its first member.
     fitted = (tmp_path / "seed0" / "ckpt" / "best.ckpt").stat().st_mtime_ns
@@ -104,14 +106,19 @@ def test_overlays_merge_like_the_cli(tmp_path):
     monitor = {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}
     ema = {"class_path": "lightning.pytorch.callbacks.EMAWeightAveraging"}
     data = {"class_path": "multitask_dr.datamodules.RetinaMNISTDataModule"}
-    base = {"model": {"lr": 1.0, "encoder": "a"}, "trainer": {"callbacks": [monitor, ema]}}
-    overlay = {"model": {"encoder": "b"}, "trainer": {"callbacks": [ema]}}
+    base = {
+        "model": {"lr": 1.0, "network": {"encoder": "a"}},
+        "trainer": {"callbacks": [monitor, ema]},
+    }
+    overlay = {"model": {"network": {"encoder": "b"}}, "trainer": {"callbacks": [ema]}}
     paths = [tmp_path / "base.yaml", tmp_path / "overlay.yaml"]
     for path, config in zip(paths, (base | {"data": data}, overlay), strict=True):
         path.write_text(yaml.safe_dump(config))
     merged = runs.load_configs(paths)
     # Mappings merge key by key, lists are replaced whole.
     merged_callbacks = [cb["class_path"] for cb in merged["trainer"]["callbacks"]]
-    assert (merged["model"]["lr"], merged["model"]["encoder"]) == (1.0, "b")
+    assert (merged["model"]["lr"], merged["model"]["network"]["encoder"]) == (1.0, "b")
     assert merged_callbacks == [ema["class_path"]]
-    assert yaml.safe_load(paths[0].read_text())["model"]["encoder"] == "a"  # base unchanged
+    assert (
+        yaml.safe_load(paths[0].read_text())["model"]["network"]["encoder"] == "a"
+    )  # base unchanged

@@ -8,22 +8,20 @@ from multitask_dr.models.heads import (
     pool_under_lesions,
 )
 from multitask_dr.models.lesion_features import FEATURE_NAMES, LesionFeatures
-from multitask_dr.models.network import MultiTaskNet, load_encoder_checkpoint
-from multitask_dr.models.ordinal import (
-    coral_targets,
-    grade_loss,
-    grade_probabilities,
-    sord_targets,
-)
+from multitask_dr.models.network import MultiTaskNet, NetworkConfig, load_encoder_checkpoint
+from multitask_dr.models.ordinal import grade_probabilities
+from multitask_dr.tasks.losses import coral_targets, grade_loss, sord_targets
 
-TINY = {"encoder_name": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
+TINY = {"encoder": "tu-test_resnet", "decoder_channels": [16, 16, 8, 8, 8]}
 
 
 @pytest.mark.parametrize("conditioning", CONDITIONINGS)
 @pytest.mark.parametrize("output", ["softmax", "coral"])
 def test_every_head_trains_end_to_end(conditioning, output):
     torch.manual_seed(0)
-    net = MultiTaskNet(**TINY, conditioning=conditioning, grade_output=output, detach_lesions=False)
+    net = MultiTaskNet(
+        NetworkConfig(**TINY, conditioning=conditioning, grade_output=output, detach_lesions=False)
+    )
     out = net(torch.randn(2, 3, 64, 64))
     assert out["lesion_logits"].shape == (2, 4, 64, 64)
     assert out["grade_logits"].shape == (2, 5 if output == "softmax" else 4)
@@ -35,7 +33,7 @@ def test_every_head_trains_end_to_end(conditioning, output):
 
 def test_bottleneck_logits_decompose_exactly_into_lesion_contributions():
     torch.manual_seed(0)
-    net = MultiTaskNet(**TINY, conditioning="bottleneck").eval()
+    net = MultiTaskNet(NetworkConfig(**TINY, conditioning="bottleneck")).eval()
     out = net(torch.randn(3, 3, 64, 64))
     recomposed = out["contributions"].sum(dim=1) + net.grade_head.bias
     assert torch.allclose(recomposed, out["grade_logits"], atol=1e-6)
@@ -45,7 +43,9 @@ def test_bottleneck_logits_decompose_exactly_into_lesion_contributions():
 def test_max_bottleneck_trains_and_has_no_additive_contributions(output):
     torch.manual_seed(0)
     net = MultiTaskNet(
-        **TINY, conditioning="bottleneck", bottleneck_combine="max", grade_output=output
+        NetworkConfig(
+            **TINY, conditioning="bottleneck", bottleneck_combine="max", grade_output=output
+        )
     )
     out = net(torch.randn(2, 3, 64, 64))
     assert "contributions" not in out
@@ -84,13 +84,13 @@ def test_max_combination_lets_the_most_severe_lesion_decide():
 
 def test_unknown_combination_is_rejected():
     with pytest.raises(ValueError, match="combine"):
-        GradeHead(16, 4, 5, conditioning="bottleneck", combine="mean")
+        GradeHead(16, 4, 5, conditioning="bottleneck", bottleneck_combine="mean")
 
 
 def test_detach_lesions_stops_grade_gradient_into_lesion_maps():
     torch.manual_seed(0)
     for detach, expect_grad in ((True, False), (False, True)):
-        net = MultiTaskNet(**TINY, conditioning="stats", detach_lesions=detach)
+        net = MultiTaskNet(NetworkConfig(**TINY, conditioning="stats", detach_lesions=detach))
         net(torch.randn(2, 3, 64, 64))["grade_logits"].sum().backward()
         grad = net.segmentation_head[0].weight.grad
         assert (grad is not None and grad.abs().sum() > 0) == expect_grad
@@ -156,11 +156,11 @@ def test_unknown_conditioning_is_rejected():
 
 def test_encoder_checkpoint_loads_from_local_file(tmp_path):
     torch.manual_seed(0)
-    source = MultiTaskNet(**TINY)
+    source = MultiTaskNet(NetworkConfig(**TINY))
     path = tmp_path / "encoder.pt"
     torch.save({"encoder." + k: v for k, v in source.encoder.state_dict().items()}, path)
     torch.manual_seed(1)
-    target = MultiTaskNet(**TINY, encoder_checkpoint=str(path))
+    target = MultiTaskNet(NetworkConfig(**TINY, encoder_checkpoint=str(path)))
     assert all(
         torch.equal(a, b)
         for a, b in zip(

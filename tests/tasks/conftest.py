@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-from tests.cli_config import TINY_MODEL as TINY
+from tests.cli_config import TINY_NETWORK as TINY
 
 __all__ = ["TINY"]
 

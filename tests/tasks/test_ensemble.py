@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from multitask_dr.errors import CheckpointError
+from multitask_dr.models.network import NetworkConfig
 from multitask_dr.tasks.multitask import MultiTaskDR
 
 from .conftest import TINY
@@ -25,13 +26,15 @@ def save(model: MultiTaskDR, path) -> str:
 
 def test_ensemble_averages_member_probabilities_with_its_own_tta(tmp_path):
     torch.manual_seed(0)
-    first = MultiTaskDR(**TINY, conditioning="stats", tta="flips").eval()
+    first = MultiTaskDR(network=NetworkConfig(**TINY, conditioning="stats"), tta="flips").eval()
     torch.manual_seed(1)
-    second = MultiTaskDR(**TINY, conditioning="stats", tta="none").eval()
+    second = MultiTaskDR(network=NetworkConfig(**TINY, conditioning="stats"), tta="none").eval()
     path = save(second, tmp_path / "second.ckpt")
     torch.manual_seed(0)
     ensemble = MultiTaskDR(
-        **TINY, conditioning="stats", tta="flips", ensemble_checkpoints=[path]
+        network=NetworkConfig(**TINY, conditioning="stats"),
+        tta="flips",
+        ensemble_checkpoints=[path],
     ).eval()
     ensemble.load_state_dict(first.state_dict())
     image = torch.randn(2, 3, 64, 64)
@@ -52,8 +55,8 @@ def test_ensemble_averages_member_probabilities_with_its_own_tta(tmp_path):
 def test_missing_or_foreign_ensemble_checkpoint_is_named(tmp_path):
     missing = tmp_path / "nope.ckpt"
     with pytest.raises(CheckpointError, match=r"nope\.ckpt: ensemble checkpoint not found"):
-        MultiTaskDR(**TINY, ensemble_checkpoints=[str(missing)])
+        MultiTaskDR(network=NetworkConfig(**TINY), ensemble_checkpoints=[str(missing)])
     weights = tmp_path / "weights.pt"
     torch.save({"encoder.weight": torch.zeros(1)}, weights)
     with pytest.raises(CheckpointError, match=r"weights\.pt: a PyTorch file but not a Lightning"):
-        MultiTaskDR(**TINY, ensemble_checkpoints=[str(weights)])
+        MultiTaskDR(network=NetworkConfig(**TINY), ensemble_checkpoints=[str(weights)])

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from multitask_dr.models.network import MultiTaskNet
-from multitask_dr.tasks.multitask import MultiTaskDR, tta_views
+from multitask_dr.models.network import MultiTaskNet, NetworkConfig
+from multitask_dr.tasks.inference import tta_views
+from multitask_dr.tasks.multitask import MultiTaskDR
 
 from .conftest import TINY
 
@@ -18,7 +19,9 @@ def count_calls(module: torch.nn.Module) -> list[int]:
 def test_decoder_is_skipped_only_when_the_grade_ignores_lesion_maps():
     torch.manual_seed(0)
     image = torch.randn(2, 3, 32, 32)
-    net = MultiTaskNet("tu-test_resnet", decoder_channels=[16, 16, 8, 8, 8]).eval()
+    net = MultiTaskNet(
+        NetworkConfig(encoder="tu-test_resnet", decoder_channels=[16, 16, 8, 8, 8])
+    ).eval()
     calls = count_calls(net.decoder)
     full = net(image)
     assert calls[0] == 1 and "lesion_logits" in full
@@ -28,7 +31,9 @@ def test_decoder_is_skipped_only_when_the_grade_ignores_lesion_maps():
     assert torch.allclose(fast["grade_logits"], full["grade_logits"])
 
     stats = MultiTaskNet(
-        "tu-test_resnet", decoder_channels=[16, 16, 8, 8, 8], conditioning="stats"
+        NetworkConfig(
+            encoder="tu-test_resnet", decoder_channels=[16, 16, 8, 8, 8], conditioning="stats"
+        )
     ).eval()
     calls = count_calls(stats.decoder)
     out = stats(image, lesions=False)  # the grade reads the maps: they must be computed
@@ -37,7 +42,7 @@ def test_decoder_is_skipped_only_when_the_grade_ignores_lesion_maps():
 
 def test_training_step_skips_the_decoder_on_batches_without_masks():
     torch.manual_seed(0)
-    task = MultiTaskDR(**TINY)
+    task = MultiTaskDR(network=NetworkConfig(**TINY))
     calls = count_calls(task.net.decoder)
     grading = {"image": torch.randn(4, 3, 32, 32), "grade": torch.tensor([0, 1, 2, 3])}
     loss = task.training_step(grading, 0)
@@ -72,8 +77,8 @@ def test_tta_views_are_the_flip_and_dihedral_groups():
 def test_tta_averages_grade_probabilities_and_makes_them_flip_invariant(output):
     torch.manual_seed(0)
     image = torch.randn(3, 3, 32, 32)
-    plain = MultiTaskDR(**TINY, grade_output=output).eval()
-    tta = MultiTaskDR(**TINY, grade_output=output, tta="dihedral").eval()
+    plain = MultiTaskDR(network=NetworkConfig(**TINY, grade_output=output)).eval()
+    tta = MultiTaskDR(network=NetworkConfig(**TINY, grade_output=output), tta="dihedral").eval()
     tta.load_state_dict(plain.state_dict())
     with torch.no_grad():
         base = plain.evaluation_forward(image)

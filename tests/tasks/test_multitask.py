@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from multitask_dr.lesions import IGNORE_INDEX
+from multitask_dr.models.network import NetworkConfig
 from multitask_dr.tasks.multitask import MultiTaskDR, split_sources
+from multitask_dr.tasks.regularisation import draw_mixup, teacher_maps
 
 from .conftest import TINY
 
@@ -21,6 +23,16 @@ def grade_batch(n=4, size=32):
     return {"image": torch.randn(n, 3, size, size), "grade": torch.arange(n) % 5}
 
 
+def teacher(task: MultiTaskDR, batch: dict):
+    """The task's teacher-forcing draw for ``batch``."""
+    return teacher_maps(batch, task.hparams.teacher_forcing, task.net.needs_lesion_maps())
+
+
+def mixup(task: MultiTaskDR, batch: dict):
+    """The task's mixup draw for ``batch``."""
+    return draw_mixup(batch, task.hparams.mixup_alpha)
+
+
 def test_split_sources():
     single = grade_batch()
     assert split_sources(single) == {"batch": single}
@@ -29,7 +41,7 @@ def test_split_sources():
 
 
 def test_losses_are_masked_by_the_labels_each_batch_has():
-    task = MultiTaskDR(**TINY)
+    task = MultiTaskDR(network=NetworkConfig(**TINY))
     seg_only = seg_batch()
     seg, grade = task.source_losses(seg_only, task(seg_only["image"]))
     assert seg is not None and grade is None
@@ -43,7 +55,7 @@ def test_losses_are_masked_by_the_labels_each_batch_has():
 
 def test_joint_training_step_updates_encoder_from_both_sources():
     torch.manual_seed(0)
-    task = MultiTaskDR(**TINY, conditioning="stats")
+    task = MultiTaskDR(network=NetworkConfig(**TINY, conditioning="stats"))
     joint = {"segmentation": seg_batch(), "grading": grade_batch()}
     loss = task.training_step(joint, 0)
     assert loss.ndim == 0 and torch.isfinite(loss)
@@ -54,7 +66,7 @@ def test_joint_training_step_updates_encoder_from_both_sources():
 
 def test_ignored_pixels_do_not_change_the_segmentation_loss():
     torch.manual_seed(0)
-    task = MultiTaskDR(**TINY).eval()
+    task = MultiTaskDR(network=NetworkConfig(**TINY)).eval()
     batch = seg_batch()
     out = task(batch["image"])
     a, _ = task.source_losses(batch, out)
@@ -64,27 +76,25 @@ def test_ignored_pixels_do_not_change_the_segmentation_loss():
 
 
 def test_uncertainty_weighting_learns_log_variances():
-    task = MultiTaskDR(**TINY, loss_weighting="uncertainty")
+    task = MultiTaskDR(network=NetworkConfig(**TINY), loss_weighting="uncertainty")
     total = task.combine(torch.tensor(2.0), torch.tensor(1.0))
     assert task.log_vars.requires_grad
     total.backward()
     # d/ds (exp(-s) L + s) at s = 0 is 1 - L
     assert task.log_vars.grad.tolist() == pytest.approx([-1.0, 0.0])
-    fixed = MultiTaskDR(**TINY, seg_weight=2.0, grade_weight=0.5)
+    fixed = MultiTaskDR(network=NetworkConfig(**TINY), seg_weight=2.0, grade_weight=0.5)
     assert fixed.combine(torch.tensor(2.0), None).item() == pytest.approx(4.0)
 
 
 def test_metrics_follow_the_absent_class_rule():
-    task = MultiTaskDR(**TINY)
+    task = MultiTaskDR(network=NetworkConfig(**TINY))
     probs = torch.zeros(1, 4, 8, 8)
     mask = torch.zeros(1, 4, 8, 8, dtype=torch.long)
     mask[0, 0, :4] = 1  # MA present and perfectly predicted
     probs[0, 0, :4] = 0.9
     probs[0, 2, 0, 0] = 0.8  # EX absent from labels but predicted: Dice 0
-    task.metrics["val_seg_stats"].update(probs, mask)
-    task.metrics["val_seg_aupr"].update(probs, mask)
-    task._seen["val"] = {"seg"}
-    results = task.compute_metrics("val")
+    task.metrics["val"].update_lesions(probs, mask)
+    results = task.metrics["val"].compute()
     assert results["val/seg/dice_MA"].item() == pytest.approx(1.0)
     assert results["val/seg/dice_EX"].item() == 0.0
     assert math.isnan(results["val/seg/dice_HE"].item())  # absent and not predicted
@@ -94,32 +104,32 @@ def test_metrics_follow_the_absent_class_rule():
 
 
 def test_grade_metrics_and_score():
-    task = MultiTaskDR(**TINY)
+    task = MultiTaskDR(network=NetworkConfig(**TINY))
     grades = torch.tensor([0, 1, 2, 3, 4, 4])
     probs = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 3, 4, 3]), 5).float()
-    task.metrics["test_grade"].update(probs, grades)
-    task._seen["test"] = {"grade"}
-    results = task.compute_metrics("test")
+    task.metrics["test"].update_grades(probs, grades)
+    results = task.metrics["test"].compute()
     assert results["test/grade/acc"].item() == pytest.approx(5 / 6)
     assert 0.8 < results["test/grade/qwk"].item() < 1.0
     assert results["test/grade/recall_4"].item() == pytest.approx(0.5)
     assert results["test/score"] == results["test/grade/qwk"]
-    assert task.confusion[4, 3] == 1
 
 
 def test_teacher_forcing_feeds_annotated_maps_to_the_grade_head_in_training_only():
     torch.manual_seed(0)
-    task = MultiTaskDR(**TINY, conditioning="bottleneck", teacher_forcing=1.0)
+    task = MultiTaskDR(
+        network=NetworkConfig(**TINY, conditioning="bottleneck"), teacher_forcing=1.0
+    )
     graded = seg_batch(grades=[1, 3])
-    maps = task.teacher_maps(graded)
+    maps = teacher(task, graded)
     # Annotated lesion pixels are 1, everything else (unscored 255 included) is background.
     assert torch.equal(maps, (graded["mask"] == 1).float())
     assert maps[:, :, :2].sum() == 0
     # Not for ungraded masks, not for grading-only batches, not for a head that ignores maps.
-    assert task.teacher_maps(seg_batch()) is None
-    assert task.teacher_maps(grade_batch()) is None
-    assert MultiTaskDR(**TINY, teacher_forcing=1.0).teacher_maps(graded) is None
-    assert MultiTaskDR(**TINY, conditioning="stats").teacher_maps(graded) is None
+    assert teacher(task, seg_batch()) is None
+    assert teacher(task, grade_batch()) is None
+    assert teacher(MultiTaskDR(network=NetworkConfig(**TINY), teacher_forcing=1.0), graded) is None
+    assert teacher(MultiTaskDR(network=NetworkConfig(**TINY, conditioning="stats")), graded) is None
 
     task.eval()
     image = graded["image"]
@@ -134,12 +144,12 @@ def test_teacher_forcing_feeds_annotated_maps_to_the_grade_head_in_training_only
 
 
 def test_teacher_forcing_share_is_seeded():
-    task = MultiTaskDR(**TINY, conditioning="stats", teacher_forcing=0.5)
+    task = MultiTaskDR(network=NetworkConfig(**TINY, conditioning="stats"), teacher_forcing=0.5)
     graded = seg_batch(grades=[1, 3])
 
     def draws():
         torch.manual_seed(0)
-        return [task.teacher_maps(graded) is not None for _ in range(200)]
+        return [teacher(task, graded) is not None for _ in range(200)]
 
     first = draws()
     assert first == draws()
@@ -147,14 +157,14 @@ def test_teacher_forcing_share_is_seeded():
 
 
 def test_mixup_blends_images_and_grade_losses_of_grading_batches_only():
-    task = MultiTaskDR(**TINY, mixup_alpha=0.4)
+    task = MultiTaskDR(network=NetworkConfig(**TINY), mixup_alpha=0.4)
     graded = grade_batch(n=6)
     torch.manual_seed(0)
-    mix = task.draw_mixup(graded)
+    mix = mixup(task, graded)
     assert mix is not None and 0 <= mix.weight <= 1
     assert sorted(mix.partner.tolist()) == list(range(6))
     torch.manual_seed(0)
-    again = task.draw_mixup(graded)
+    again = mixup(task, graded)
     assert again.weight == mix.weight and torch.equal(again.partner, mix.partner)
 
     mixed = mix.apply(graded["image"])
@@ -166,20 +176,20 @@ def test_mixup_blends_images_and_grade_losses_of_grading_batches_only():
     out = task(mixed, lesions=False)
     _, loss = task.source_losses(graded, out, mix)
     logits = out["grade_logits"]
-    expected = mix.weight * task.grading_loss(logits, graded["grade"]) + (
+    expected = mix.weight * task.grade_loss(logits, graded["grade"]) + (
         1 - mix.weight
-    ) * task.grading_loss(logits, graded["grade"][mix.partner])
+    ) * task.grade_loss(logits, graded["grade"][mix.partner])
     assert torch.isclose(loss, expected)
 
     # Never for lesion batches, partly ungraded batches, single images, or alpha 0.
-    assert task.draw_mixup(seg_batch(grades=[1, 2])) is None
-    assert task.draw_mixup({**graded, "grade": torch.tensor([1, -1, 2, 3, 0, 4])}) is None
-    assert task.draw_mixup(grade_batch(n=1)) is None
-    assert MultiTaskDR(**TINY).draw_mixup(graded) is None
+    assert mixup(task, seg_batch(grades=[1, 2])) is None
+    assert mixup(task, {**graded, "grade": torch.tensor([1, -1, 2, 3, 0, 4])}) is None
+    assert mixup(task, grade_batch(n=1)) is None
+    assert mixup(MultiTaskDR(network=NetworkConfig(**TINY)), graded) is None
 
 
 def test_training_step_feeds_the_network_mixed_images():
-    task = MultiTaskDR(**TINY, mixup_alpha=1.0)
+    task = MultiTaskDR(network=NetworkConfig(**TINY), mixup_alpha=1.0)
     batch = grade_batch(n=4)
     seen = []
     task.net.register_forward_pre_hook(
@@ -188,21 +198,23 @@ def test_training_step_feeds_the_network_mixed_images():
     torch.manual_seed(3)
     task.training_step(batch, 0)
     torch.manual_seed(3)
-    mix = task.draw_mixup(batch)
+    mix = mixup(task, batch)
     assert torch.allclose(seen[0], mix.apply(batch["image"]))
     assert not torch.allclose(seen[0], batch["image"])
 
 
 def test_sord_needs_softmax_and_mixup_a_non_negative_alpha():
     with pytest.raises(ValueError, match="sord_scale needs grade_output: softmax"):
-        MultiTaskDR(**TINY, grade_output="coral", sord_scale=1.0)
+        MultiTaskDR(network=NetworkConfig(**TINY, grade_output="coral"), sord_scale=1.0)
     with pytest.raises(ValueError, match="mixup_alpha must be >= 0"):
-        MultiTaskDR(**TINY, mixup_alpha=-0.1)
+        MultiTaskDR(network=NetworkConfig(**TINY), mixup_alpha=-0.1)
 
 
 @pytest.mark.parametrize("encoder_lr", [None, 1e-5])
 def test_encoder_lr_applies_to_the_encoder_alone(encoder_lr):
-    task = MultiTaskDR(**TINY, lr=1e-3, encoder_lr=encoder_lr, warmup_epochs=0)
+    task = MultiTaskDR(
+        network=NetworkConfig(**TINY), lr=1e-3, encoder_lr=encoder_lr, warmup_epochs=0
+    )
     optimizer = task.configure_optimizers()["optimizer"]
     encoder, rest = optimizer.param_groups
     assert {id(p) for p in encoder["params"]} == {id(p) for p in task.net.encoder.parameters()}

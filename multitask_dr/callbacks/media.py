@@ -9,8 +9,8 @@ logs, after each validation epoch (every ``every_n_epochs``) and after testing:
   maps, and lesions overlap (an exudate inside a haemorrhage), so one combined map would hide
   pixels; each overlay uses the class id of its lesion (1 MA, 2 HE, 3 EX, 4 SE) so colours agree
   across overlays;
-- ``{stage}/confusion``: the grading confusion matrix the task computed for the epoch
-  (``MultiTaskDR.confusion``) as a W&B confusion-matrix chart;
+- ``{stage}/confusion``: the grading confusion matrix of the epoch's graded images, counted
+  from the grade probabilities the task returns, as a W&B confusion-matrix chart;
 - ``{stage}/pr_curve``: per-lesion precision-recall curves (the values of torchmetrics'
   ``MultilabelPrecisionRecallCurve`` with ``pr_thresholds`` binned thresholds, unscored pixels
   ignored, computed from histograms by
@@ -36,8 +36,7 @@ first images. Without a ``WandbLogger``, or with ``WANDB_MODE=disabled``, nothin
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,152 +44,36 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+from torchmetrics.classification import MulticlassConfusionMatrix
 
+from multitask_dr.callbacks.artifact import log_model_artifact
+from multitask_dr.callbacks.charts import confusion_chart, pr_chart, wandb_image
+from multitask_dr.callbacks.figures import (
+    confusion_figure,
+    panel_figure,
+    pr_figure,
+    render,
+    scored_lesions,
+)
+from multitask_dr.callbacks.sources import (
+    display_image,
+    normalisation,
+    source_names,
+    wandb_logger,
+)
 from multitask_dr.lesions import (
-    GRADE_NAMES,
     IGNORE_INDEX,
-    LESION_NAMES,
     LESIONS,
     NO_GRADE,
+    NUM_GRADES,
     NUM_LESIONS,
-    lesion_colour,
 )
 from multitask_dr.models.ordinal import expected_grade
-from multitask_dr.predict import (
-    lesion_effects,
-    lesion_statistics,
-    logit_contributions,
-    overlay,
-    release_index_mask,
-)
+from multitask_dr.predict import lesion_effects, lesion_statistics, logit_contributions
 from multitask_dr.tasks.metrics import BinnedPrecisionRecallCurve
 from multitask_dr.tasks.multitask import split_sources
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
-#: W&B mask class ids: one per lesion, shared by every overlay so colours agree.
-CLASS_LABELS: dict[int, str] = {0: "background"} | {
-    c + 1: lesion for c, lesion in enumerate(LESIONS)
-}
-
-
-def wandb_logger(trainer: Trainer) -> WandbLogger | None:
-    """The trainer's first :class:`WandbLogger`, if any."""
-    return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
-
-
-def evaluation_sources(trainer: Trainer) -> list[tuple[str, Any]]:
-    """``(name, datamodule)`` per evaluation dataloader.
-
-    A datamodule of several sources says so through a public ``sources()`` method (see
-    :class:`~multitask_dr.datamodules.joint.JointDataModule`); any other is one source.
-    """
-    datamodule = trainer.datamodule
-    if hasattr(datamodule, "sources"):
-        return list(datamodule.sources())
-    name = type(datamodule).__name__.removesuffix("DataModule") if datamodule else "data"
-    return [(name, datamodule)]
-
-
-def source_names(trainer: Trainer) -> list[str]:
-    """Name of each evaluation dataloader's source (``segmentation``/``grading`` when joint)."""
-    return [name for name, _ in evaluation_sources(trainer)]
-
-
-def normalisation(trainer: Trainer, dataloader_idx: int) -> tuple[Any, Any] | None:
-    """``(mean, std)`` the dataloader's images were normalised with, when the datamodule says."""
-    parts = [part for _, part in evaluation_sources(trainer)]
-    part = parts[min(dataloader_idx, len(parts) - 1)]
-    mean, std = getattr(part, "mean", None), getattr(part, "std", None)
-    return None if mean is None or std is None else (mean, std)
-
-
-def display_image(image: Tensor, stats: tuple[Any, Any] | None) -> np.ndarray:
-    """A normalised ``(3, H, W)`` image back to ``(H, W, 3)`` uint8 for display."""
-    array = image.detach().float().cpu().numpy().transpose(1, 2, 0)
-    if stats is not None:
-        mean, std = (np.asarray(v, dtype=np.float32) for v in stats)
-        array = array * std + mean
-    else:  # unknown normalisation: stretch to the full range
-        array = (array - array.min()) / max(float(array.max() - array.min()), 1e-6)
-    return np.ascontiguousarray((array.clip(0, 1) * 255).round().astype(np.uint8))
-
-
-# ---------------------------------------------------------------------------- figures
-def confusion_figure(matrix: np.ndarray, title: str = "Grading confusion") -> Figure:
-    """Counts per (true, predicted) grade, annotated."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.6, 4.0), dpi=100, layout="constrained")
-    ax = fig.subplots()
-    ax.imshow(matrix, cmap="Blues")
-    ticks = range(len(matrix))
-    ax.set(xticks=ticks, yticks=ticks, xlabel="predicted grade", ylabel="true grade", title=title)
-    top = matrix.max() if matrix.size else 0
-    for (row, col), count in np.ndenumerate(matrix):
-        colour = "white" if top and count > top / 2 else "black"
-        ax.text(col, row, f"{int(count)}", ha="center", va="center", color=colour, fontsize=9)
-    return fig
-
-
-def pr_figure(precision: list[np.ndarray], recall: list[np.ndarray]) -> Figure:
-    """One precision-recall curve per lesion."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.6, 4.0), dpi=100, layout="constrained")
-    ax = fig.subplots()
-    for c, lesion in enumerate(LESIONS):
-        colour = np.array(lesion_colour(lesion)) * 0.8
-        ax.plot(recall[c], precision[c], color=colour, label=f"{lesion} ({LESION_NAMES[lesion]})")
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
-    ax.set_title("Lesion precision-recall (pixels)")
-    ax.legend(loc="upper right", fontsize=8)
-    return fig
-
-
-def scored_lesions(mask: Tensor) -> list[bool]:
-    """Which lesion channels of one ``(L, H, W)`` mask are annotated (not all unscored).
-
-    A source that does not annotate a lesion type marks that whole channel
-    :data:`~multitask_dr.lesions.IGNORE_INDEX`; its true area is unknown, not zero.
-    """
-    return (mask != IGNORE_INDEX).flatten(1).any(dim=1).tolist()
-
-
-def panel_figure(panel: list[dict[str, Any]], alpha: float = 0.45) -> Figure:
-    """Rows of image | true lesions | predicted lesions, with the grades in the titles."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    rows = len(panel)
-    fig = Figure(figsize=(6.6, 2.2 * rows + 0.4), dpi=100, layout="constrained")
-    axes = np.atleast_2d(fig.subplots(rows, 3))
-    for r, item in enumerate(panel):
-        pred = release_index_mask(item["pred"].astype(np.float32), 0.5)
-        true_cell = (np.zeros_like(item["image"]), "no lesion labels")
-        if item["true"] is not None and any(item["scored"]):
-            true = release_index_mask(item["true"].astype(np.float32), 0.5)
-            title = "true lesions"
-            if not all(item["scored"]):
-                named = [lesion for lesion, s in zip(LESIONS, item["scored"], strict=True) if s]
-                title += f" ({', '.join(named)} only annotated)"
-            true_cell = (overlay(item["image"], true, alpha, None), title)
-        cells = [
-            (item["image"], item["caption"]),
-            true_cell,
-            (overlay(item["image"], pred, alpha, None), "predicted lesions"),
-        ]
-        for ax, (image, title) in zip(axes[r], cells, strict=True):
-            ax.imshow(image)
-            ax.set_title(title, fontsize=7)
-            ax.axis("off")
-    handles = [Patch(color=lesion_colour(k), label=k) for k in LESIONS]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(LESIONS), fontsize=8)
-    return fig
-
-
-# ---------------------------------------------------------------------------- the callback
 class WandbMedia(Callback):
     """Log evaluation media and tables to W&B, and the best checkpoint as an artifact.
 
@@ -237,7 +120,8 @@ class WandbMedia(Callback):
         self._rows: list[dict[str, Any]] = []
         self._pr: BinnedPrecisionRecallCurve | None = None
         self._seen_masks = False
-        self._confusion_before: Tensor | None = None
+        self._confusion: MulticlassConfusionMatrix | None = None
+        self._seen_grades = False
 
     # ------------------------------------------------------------------ epoch bookkeeping
     def _logger(self, trainer: Trainer) -> WandbLogger | None:
@@ -258,15 +142,17 @@ class WandbMedia(Callback):
         last = trainer.max_epochs is not None and trainer.current_epoch == trainer.max_epochs - 1
         due = testing or last or trainer.current_epoch % self.every_n_epochs == 0
         self._active = due and not trainer.sanity_checking and self._logger(trainer) is not None
-        self._panel, self._rows, self._seen_masks = [], [], False
-        self._confusion_before = getattr(pl_module, "confusion", None)
+        self._panel, self._rows, self._seen_masks, self._seen_grades = [], [], False, False
         if self._active:
-            if self._pr is None:
+            if self._pr is None or self._confusion is None:
                 self._pr = BinnedPrecisionRecallCurve(
                     NUM_LESIONS, thresholds=self.pr_thresholds, ignore_index=IGNORE_INDEX
                 )
+                self._confusion = MulticlassConfusionMatrix(NUM_GRADES)
             self._pr = self._pr.to(pl_module.device)
+            self._confusion = self._confusion.to(pl_module.device)
             self._pr.reset()
+            self._confusion.reset()
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Decide whether this epoch logs media; reset the collections."""
@@ -326,6 +212,11 @@ class WandbMedia(Callback):
                 self._pr.update(probs, mask.long())  # type: ignore[union-attr]
                 self._seen_masks = True
             grade_probs = out["grade_probs"].float()
+            graded = part["grade"] >= 0
+            if graded.any():
+                # From the outputs the task returns, so the callback needs nothing else of it.
+                self._confusion.update(grade_probs[graded], part["grade"][graded])  # type: ignore[union-attr]
+                self._seen_grades = True
             contributions = out.get("contributions")
             logit = None
             if contributions is not None:
@@ -428,6 +319,9 @@ class WandbMedia(Callback):
         if trainer.strategy.reduce_boolean_decision(self._seen_masks, all=False):
             precision, recall, _ = self._pr.compute()  # type: ignore[union-attr]
             curves = ([p.cpu().numpy() for p in precision], [r.cpu().numpy() for r in recall])
+        matrix = None
+        if trainer.strategy.reduce_boolean_decision(self._seen_grades, all=False):
+            matrix = self._confusion.compute().cpu().numpy()  # type: ignore[union-attr]
         rows = self._rows
         if trainer.world_size > 1 and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * trainer.world_size
@@ -442,35 +336,11 @@ class WandbMedia(Callback):
 
         media: dict[str, Any] = {}
         if self._panel:
-            media[f"{stage}/panel"] = [self._wandb_image(item) for item in self._panel]
-        confusion = getattr(pl_module, "confusion", None)
-        if confusion is not None and confusion is not self._confusion_before:
-            matrix = confusion.numpy()
-            media[f"{stage}/confusion"] = wandb.plot_table(
-                "wandb/confusion_matrix/v1",
-                wandb.Table(
-                    columns=["Actual", "Predicted", "nPredictions"],
-                    data=[
-                        [GRADE_NAMES[t], GRADE_NAMES[p], int(matrix[t, p])]
-                        for t in range(len(matrix))
-                        for p in range(len(matrix))
-                    ],
-                ),
-                {"Actual": "Actual", "Predicted": "Predicted", "nPredictions": "nPredictions"},
-                {"title": f"{stage} grading confusion"},
-            )
-        else:
-            matrix = None
+            media[f"{stage}/panel"] = [wandb_image(item) for item in self._panel]
+        if matrix is not None:
+            media[f"{stage}/confusion"] = confusion_chart(matrix, stage)
         if curves is not None:
-            data = [
-                [lesion, float(r), float(p)]
-                for c, lesion in enumerate(LESIONS)
-                for p, r in zip(curves[0][c], curves[1][c], strict=True)
-            ]
-            table = wandb.Table(columns=["lesion", "recall", "precision"], data=data)
-            media[f"{stage}/pr_curve"] = wandb.plot.line(
-                table, "recall", "precision", stroke="lesion", title=f"{stage} lesion PR curves"
-            )
+            media[f"{stage}/pr_curve"] = pr_chart(*curves, stage)
         if rows:
             columns = list(dict.fromkeys(key for row in rows for key in row))
             media[f"{stage}/images"] = wandb.Table(
@@ -481,22 +351,6 @@ class WandbMedia(Callback):
         if media:
             logger.experiment.log(media | {"trainer/global_step": trainer.global_step})
         self._panel, self._rows = [], []
-
-    def _wandb_image(self, item: dict[str, Any]) -> Any:
-        import wandb
-
-        masks = {}
-        for kind in ("pred", "true"):
-            if item[kind] is None:
-                continue
-            for c, lesion in enumerate(LESIONS):
-                if kind == "true" and not item["scored"][c]:
-                    continue  # not annotated in this source: no overlay, rather than an empty one
-                masks[f"{kind}_{lesion}"] = {
-                    "mask_data": item[kind][c].astype(np.uint8) * (c + 1),
-                    "class_labels": CLASS_LABELS,
-                }
-        return wandb.Image(item["image"], masks=masks, caption=item["caption"])
 
     def _figures(
         self,
@@ -521,37 +375,5 @@ class WandbMedia(Callback):
         if not self.log_model or not trainer.is_global_zero:
             return
         logger = self._logger(trainer)
-        if logger is None or getattr(logger, "_log_model", False):
-            return  # no run, or the logger uploads checkpoints itself (online log_model)
-        checkpoint = trainer.checkpoint_callback
-        path = getattr(checkpoint, "best_model_path", "") or getattr(
-            checkpoint, "last_model_path", ""
-        )
-        if not path or not Path(path).exists():
-            return
-        import wandb
-
-        score = getattr(checkpoint, "best_model_score", None)
-        run = logger.experiment
-        artifact = wandb.Artifact(
-            f"model-{run.id}",
-            type="model",
-            metadata={
-                "monitor": getattr(checkpoint, "monitor", None),
-                "score": None if score is None else float(score),
-                "epoch": trainer.current_epoch,
-                "global_step": trainer.global_step,
-                "checkpoint": str(path),
-            },
-        )
-        artifact.add_file(str(path), name=Path(path).name)
-        run.log_artifact(artifact, aliases=["best", "latest"])
-
-
-def render(fig: Figure) -> np.ndarray:
-    """A matplotlib figure as an ``(H, W, 3)`` uint8 array (no display needed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+        if logger is not None:
+            log_model_artifact(trainer, logger)

@@ -78,8 +78,9 @@ from multitask_dr.lightning_cli import (  # noqa: E402
     finish_wandb_run,
 )
 from multitask_dr.models.ordinal import grade_probabilities  # noqa: E402
+from multitask_dr.tasks.batches import split_sources  # noqa: E402
 from multitask_dr.tasks.inference import sliding_window  # noqa: E402
-from multitask_dr.tasks.multitask import MultiTaskDR, split_sources  # noqa: E402
+from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
 
 DEFAULT_CONFIGS = {
     "cpu": [REPO / "configs" / "demo.yaml"],

@@ -70,8 +70,8 @@ from multitask_dr.lesions import (
 )
 from multitask_dr.models.ordinal import expected_grade
 from multitask_dr.predict import lesion_effects, lesion_statistics, logit_contributions
+from multitask_dr.tasks.batches import split_sources
 from multitask_dr.tasks.metrics import BinnedPrecisionRecallCurve
-from multitask_dr.tasks.multitask import split_sources
 
 
 class WandbMedia(Callback):

@@ -176,3 +176,13 @@ class Ensemble:
         if self._members is None:
             self._members = [self.load(path).eval().requires_grad_(False) for path in self.paths]
         return self._members
+
+    def average(self, out: dict[str, Tensor], image: Tensor) -> dict[str, Tensor]:
+        """A model's evaluation outputs ``out`` for ``image``, averaged with the members'.
+
+        Each member evaluates ``image`` alone (its ``single_evaluation_forward``: its own
+        sliding windows and ``tta``), on ``image``'s device (:func:`average_members`).
+        """
+        members = [member.to(image.device) for member in self.members]
+        outs = [m.single_evaluation_forward(image) for m in members]  # type: ignore[operator]
+        return average_members(out, outs)

@@ -18,6 +18,7 @@ for the same thresholds (tested).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -227,6 +228,29 @@ class StageMetrics(nn.Module):
         self.grades.update(probs, grades)
         if loss is not None:
             self.grade_loss.update(loss, weight=len(grades))
+
+    def update_source(
+        self,
+        batch: dict[str, Any],
+        out: dict[str, Tensor],
+        losses: tuple[Tensor | None, Tensor | None],
+        source: str | None = None,
+    ) -> None:
+        """Add one source batch: its lesions where it has masks, its graded images' grades.
+
+        Args:
+            batch: The source batch (see :mod:`~multitask_dr.tasks.batches`).
+            out: Its evaluation outputs (``lesion_probs``, ``grade_probs``).
+            losses: Its segmentation and grading loss (``None`` where it has no such labels).
+            source: The lesion source scored apart, if any
+                (:func:`~multitask_dr.tasks.batches.lesion_source`).
+        """
+        seg, grade = losses
+        if seg is not None:
+            self.update_lesions(out["lesion_probs"], batch["mask"].long(), seg, source)
+        if grade is not None:
+            graded = batch["grade"] >= 0
+            self.update_grades(out["grade_probs"][graded], batch["grade"][graded], grade)
 
     def compute(self, seen: set[str] | None = None) -> dict[str, Tensor]:
         """Named results of what was seen (``seen`` overrides it: DDP agrees on it), then reset.

@@ -1,13 +1,6 @@
-"""The one task: joint lesion segmentation and DR grading.
+"""The one task: joint lesion segmentation and DR grading (its batches: :mod:`.batches`).
 
-Batches are dicts with ``image`` and whichever labels the source has: ``mask`` (lesion maps,
-``255`` = not scored) and/or ``grade`` (``-1`` = unknown). A training batch from
-:class:`~multitask_dr.datamodules.joint.JointDataModule` is a dict of such batches, one per
-source; each source is run through the network at its own resolution and the losses are summed.
-
-Its parts live beside it in :mod:`~multitask_dr.tasks`: ``losses``, ``regularisation`` (mixup,
-teacher forcing), ``inference`` (sliding windows, test-time augmentation, ensembles),
-``metrics`` (the metric rules, ``val/score``), ``logging`` and ``optimisation``.
+Its other parts live beside it in :mod:`multitask_dr.tasks`.
 """
 
 from __future__ import annotations
@@ -25,24 +18,13 @@ from multitask_dr.checkpoints import upgrade_checkpoint
 from multitask_dr.models.network import MultiTaskNet, NetworkConfig
 from multitask_dr.models.ordinal import grade_probabilities
 from multitask_dr.seeding import StepSeed
-from multitask_dr.tasks.inference import (
-    Ensemble,
-    TestTimeAugmentation,
-    average_members,
-    evaluate_image,
-)
+from multitask_dr.tasks.batches import lesion_source, split_sources
+from multitask_dr.tasks.inference import Ensemble, TestTimeAugmentation, evaluate_image
 from multitask_dr.tasks.logging import EvaluationMetricsLogger
 from multitask_dr.tasks.losses import GradeLoss, LossWeighting, SegmentationLoss, combine_losses
 from multitask_dr.tasks.metrics import StageMetrics
 from multitask_dr.tasks.optimisation import warmup_cosine_adamw
 from multitask_dr.tasks.regularisation import Mixup, draw_mixup, teacher_maps
-
-
-def split_sources(batch: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{source: batch}`` for a joint batch, ``{"batch": batch}`` for a single-source one."""
-    if "image" in batch:
-        return {"batch": batch}
-    return {name: part for name, part in batch.items() if part is not None}
 
 
 class MultiTaskDR(LightningModule):
@@ -72,9 +54,8 @@ class MultiTaskDR(LightningModule):
         eval_overlap: Overlap between neighbouring evaluation windows, in ``[0, 1)``.
         tta: Test-time augmentation of the grade in evaluation: ``none``, ``flips`` (4 views) or
             ``dihedral`` (8); lesion maps, contributions and the loss are the plain view's.
-        ensemble_checkpoints: Further trained models whose grade and lesion probabilities are
-            averaged with this model's in evaluation (:class:`~.inference.Ensemble`; they
-            follow this model's ``tta`` and ``eval_window``).
+        ensemble_checkpoints: Further trained models averaged with this one in evaluation
+            (:class:`~.inference.Ensemble`; they follow this model's ``tta`` and ``eval_window``).
     """
 
     def __init__(
@@ -124,7 +105,6 @@ class MultiTaskDR(LightningModule):
             checkpoint_path = upgrade_checkpoint(checkpoint_path, names) or checkpoint_path
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
-    # ------------------------------------------------------------------ building
     def configure_network(self) -> None:
         """Build the network from its one config."""
         self.net = MultiTaskNet(NetworkConfig.coerce(self.hparams.network))
@@ -167,12 +147,10 @@ class MultiTaskDR(LightningModule):
     def configure_callbacks(self) -> list[Callback]:
         """Per-step seeding and evaluation metrics logged once each.
 
-        :class:`~multitask_dr.seeding.StepSeed`: a resumed ``fit`` draws the dropout and mixing
-        of a straight one; :class:`~multitask_dr.tasks.logging.EvaluationMetricsLogger`.
+        :class:`~multitask_dr.seeding.StepSeed` and :class:`~.logging.EvaluationMetricsLogger`.
         """
         return [StepSeed(), EvaluationMetricsLogger()]
 
-    # ------------------------------------------------------------------ forward & losses
     def forward(
         self, image: Tensor, lesions: bool = True, lesion_maps: Tensor | None = None
     ) -> dict[str, Tensor]:
@@ -196,7 +174,6 @@ class MultiTaskDR(LightningModule):
         seg = self.seg_loss(out["lesion_logits"], batch["mask"]) if "mask" in batch else None
         return seg, self.grade_loss.of_batch(out["grade_logits"], batch["grade"], mix)
 
-    # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Sum the losses of every source in the batch."""
         hp, losses = self.hparams, {"seg": [], "grade": []}
@@ -208,9 +185,8 @@ class MultiTaskDR(LightningModule):
             # A batch without masks needs no lesion maps unless the grade reads them: the
             # decoder is skipped then (most of the cost of a grading-only step).
             out = self(image, lesions="mask" in part, lesion_maps=maps)
-            for kind, loss in zip(
-                ("seg", "grade"), self.source_losses(part, out, mix), strict=True
-            ):
+            seg_grade = self.source_losses(part, out, mix)
+            for kind, loss in zip(("seg", "grade"), seg_grade, strict=True):
                 if loss is not None:
                     losses[kind].append(loss)
                     self.log(f"train/{name}/{kind}_loss", loss, batch_size=len(image))
@@ -222,45 +198,24 @@ class MultiTaskDR(LightningModule):
 
     def evaluation_forward(self, image: Tensor) -> dict[str, Tensor]:
         """This model's evaluation outputs averaged with the ensemble members' (if any)."""
-        out = self.single_evaluation_forward(image)
-        members = [m.to(image.device).single_evaluation_forward(image) for m in self.members]
-        return average_members(out, members)
+        return self.ensemble.average(self.single_evaluation_forward(image), image)
 
     def single_evaluation_forward(self, image: Tensor) -> dict[str, Tensor]:
         """:meth:`evaluation_forward` of this model alone (sliding window, ``tta``)."""
         hp = self.hparams
-        forward, lesion_logits = self, self.net.lesion_logits
         return evaluate_image(
-            forward, lesion_logits, image, hp.tta, hp.eval_window, hp.eval_overlap
+            self, self.net.lesion_logits, image, hp.tta, hp.eval_window, hp.eval_overlap
         )
-
-    def lesion_source(self, dataloader_idx: int) -> str | None:
-        """The lesion source an evaluation dataloader reads, when several are scored apart.
-
-        A datamodule with several lesion sources names them in ``lesion_sources`` (in the order
-        of its evaluation dataloaders); each then gets its own lesion scores besides the pooled
-        ones, e.g. ``test/seg/heimed/aupr_EX``.
-        """
-        datamodule = self._trainer.datamodule if self._trainer is not None else None
-        sources = getattr(datamodule, "lesion_sources", None) or []
-        if len(sources) < 2 or dataloader_idx >= len(sources):
-            return None
-        return sources[dataloader_idx]
 
     def evaluate(
         self, batch: dict[str, Any], stage: str, dataloader_idx: int = 0
     ) -> dict[str, dict[str, Tensor]]:
         """Update the stage's metrics; return each source's outputs (for callbacks' media)."""
         outputs, metrics = {}, self.metrics[stage]
-        source = self.lesion_source(dataloader_idx)
+        source = lesion_source(self._trainer, dataloader_idx)
         for name, part in split_sources(batch).items():
             outputs[name] = out = self.evaluation_forward(part["image"])
-            seg, grade = self.source_losses(part, out)
-            if seg is not None:
-                metrics.update_lesions(out["lesion_probs"], part["mask"].long(), seg, source)
-            if grade is not None:
-                graded = part["grade"] >= 0
-                metrics.update_grades(out["grade_probs"][graded], part["grade"][graded], grade)
+            metrics.update_source(part, out, self.source_losses(part, out), source)
         return outputs
 
     def validation_step(
@@ -283,7 +238,6 @@ class MultiTaskDR(LightningModule):
         keep = ("lesion_probs", "grade_probs", "contributions")
         return {"name": batch.get("name")} | {k: v for k, v in out.items() if k in keep}
 
-    # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW with linear warm-up then cosine decay, stepped per epoch."""
         hp = self.hparams

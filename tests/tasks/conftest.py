@@ -1,12 +1,26 @@
-"""Shared by the task tests: the tiny model and quiet warnings of a task used without a Trainer."""
+"""Shared by the task tests: the tiny model, small batches, quiet warnings without a Trainer."""
 
 import warnings
 
 import pytest
+import torch
 
+from multitask_dr.lesions import IGNORE_INDEX
 from tests.cli_config import TINY_NETWORK as TINY
 
-__all__ = ["TINY"]
+__all__ = ["TINY", "grade_batch", "seg_batch"]
+
+
+def seg_batch(n=2, size=64, grades=None):
+    mask = torch.zeros(n, 4, size, size, dtype=torch.uint8)
+    mask[:, 1, 10:20, 10:20] = 1
+    mask[:, :, :2] = IGNORE_INDEX
+    grade = torch.full((n,), -1) if grades is None else torch.tensor(grades)
+    return {"image": torch.randn(n, 3, size, size), "mask": mask, "grade": grade}
+
+
+def grade_batch(n=4, size=32):
+    return {"image": torch.randn(n, 3, size, size), "grade": torch.arange(n) % 5}
 
 
 @pytest.fixture(autouse=True)

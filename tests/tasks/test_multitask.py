@@ -3,24 +3,11 @@ import math
 import pytest
 import torch
 
-from multitask_dr.lesions import IGNORE_INDEX
 from multitask_dr.models.network import NetworkConfig
-from multitask_dr.tasks.multitask import MultiTaskDR, split_sources
+from multitask_dr.tasks.multitask import MultiTaskDR
 from multitask_dr.tasks.regularisation import draw_mixup, teacher_maps
 
-from .conftest import TINY
-
-
-def seg_batch(n=2, size=64, grades=None):
-    mask = torch.zeros(n, 4, size, size, dtype=torch.uint8)
-    mask[:, 1, 10:20, 10:20] = 1
-    mask[:, :, :2] = IGNORE_INDEX
-    grade = torch.full((n,), -1) if grades is None else torch.tensor(grades)
-    return {"image": torch.randn(n, 3, size, size), "mask": mask, "grade": grade}
-
-
-def grade_batch(n=4, size=32):
-    return {"image": torch.randn(n, 3, size, size), "grade": torch.arange(n) % 5}
+from .conftest import TINY, grade_batch, seg_batch
 
 
 def teacher(task: MultiTaskDR, batch: dict):
@@ -31,13 +18,6 @@ def teacher(task: MultiTaskDR, batch: dict):
 def mixup(task: MultiTaskDR, batch: dict):
     """The task's mixup draw for ``batch``."""
     return draw_mixup(batch, task.hparams.mixup_alpha)
-
-
-def test_split_sources():
-    single = grade_batch()
-    assert split_sources(single) == {"batch": single}
-    joint = {"segmentation": seg_batch(), "grading": grade_batch()}
-    assert set(split_sources(joint)) == {"segmentation", "grading"}
 
 
 def test_losses_are_masked_by_the_labels_each_batch_has():

@@ -1,4 +1,7 @@
-"""The throughput benchmark's machinery: timing windows, the table, and a tiny real run."""
+"""The throughput benchmark (``benchmarks/bench_throughput.py``, ``benchmarks/throughput/``).
+
+Its machinery (timing windows, the table) and a tiny real run of the command.
+"""
 
 import argparse
 import itertools
@@ -8,6 +11,12 @@ import pytest
 import torch
 import yaml
 
+from benchmarks.throughput import timing
+from benchmarks.throughput.phases import TrainResult, median_result
+from benchmarks.throughput.plain import precision_context
+from benchmarks.throughput.report import COLUMNS, Row, markdown_table
+from benchmarks.throughput.timer import StepTimer
+from benchmarks.throughput.timing import Measure, Stopwatch, time_loader
 from tests.cli_config import tiny_joint_config, wandb_logger
 from tests.scripts import load_script
 
@@ -17,18 +26,18 @@ def bench():
     return load_script("benchmarks/bench_throughput.py")
 
 
-def fake_clock(monkeypatch, bench, ticks):
+def fake_clock(monkeypatch, ticks):
     """``time.perf_counter`` in the benchmark returns ``ticks`` in turn (CPU time counts up)."""
     walls = iter(ticks)
     cpus = itertools.count()
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(walls))
-    monkeypatch.setattr(bench.time, "thread_time", lambda: float(next(cpus)))
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(walls))
+    monkeypatch.setattr(timing.time, "thread_time", lambda: float(next(cpus)))
 
 
-def test_stopwatch_times_the_steps_after_warmup_only(bench, monkeypatch):
+def test_stopwatch_times_the_steps_after_warmup_only(monkeypatch):
     # Step ends at t = 0, 10 (warm-up), then 11, 13, 16: the window is 10 -> 16.
-    fake_clock(monkeypatch, bench, [0.0, 10.0, 11.0, 13.0, 16.0, 99.0])
-    watch = bench.Stopwatch(warmup=2, steps=3, device=torch.device("cpu"))
+    fake_clock(monkeypatch, [0.0, 10.0, 11.0, 13.0, 16.0, 99.0])
+    watch = Stopwatch(warmup=2, steps=3, device=torch.device("cpu"))
     for images in (100, 100, 4, 6, 8):
         assert not watch.done
         watch.stamp(images)
@@ -42,24 +51,24 @@ def test_stopwatch_times_the_steps_after_warmup_only(bench, monkeypatch):
     assert measure.peak_bytes is not None and measure.peak_bytes > 0
 
 
-def test_stopwatch_refuses_a_short_run_and_no_warmup(bench):
-    watch = bench.Stopwatch(warmup=1, steps=3, device=torch.device("cpu"))
+def test_stopwatch_refuses_a_short_run_and_no_warmup():
+    watch = Stopwatch(warmup=1, steps=3, device=torch.device("cpu"))
     watch.stamp(2)
     watch.stamp(2)
     with pytest.raises(RuntimeError, match="only 2 steps ran"):
         watch.measure()
     with pytest.raises(ValueError, match="warmup >= 1"):
-        bench.Stopwatch(warmup=0, steps=3, device=torch.device("cpu"))
+        Stopwatch(warmup=0, steps=3, device=torch.device("cpu"))
 
 
-def test_interleaved_steps_each_count_only_their_own_time(bench, monkeypatch):
+def test_interleaved_steps_each_count_only_their_own_time(monkeypatch):
     # Framework steps take 1 s, plain steps 3 s, alternating on one clock.
     clock = [0.0]
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(bench.time, "thread_time", lambda: clock[0])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(timing.time, "thread_time", lambda: clock[0])
     cpu = torch.device("cpu")
-    framework = bench.Stopwatch(1, 3, cpu)
-    plain = bench.Stopwatch(1, 3, cpu, paused=True)
+    framework = Stopwatch(1, 3, cpu)
+    plain = Stopwatch(1, 3, cpu, paused=True)
 
     def plain_step(index):
         clock[0] += 3.0
@@ -68,24 +77,24 @@ def test_interleaved_steps_each_count_only_their_own_time(bench, monkeypatch):
     for _ in range(4):
         clock[0] += 1.0
         framework.stamp(10)
-        bench.StepTimer.interleave(framework, plain, plain_step)
+        StepTimer.interleave(framework, plain, plain_step)
     assert framework.measure().seconds == pytest.approx(3.0)  # 3 timed steps of 1 s
     assert plain.measure().seconds == pytest.approx(9.0)  # 3 timed steps of 3 s
     assert plain.measure().cpu_seconds == pytest.approx(9.0)
     assert plain.measure().images_per_step == [5, 5, 5]
 
 
-def test_loader_timing_starts_a_new_epoch_when_the_loader_is_short(bench):
+def test_loader_timing_starts_a_new_epoch_when_the_loader_is_short():
     loader = [{"image": torch.zeros(n, 3, 2, 2)} for n in (1, 2, 3)]
-    timing, batches = bench.time_loader(loader, warmup=1, steps=4)
+    timing, batches = time_loader(loader, warmup=1, steps=4)
     assert [len(b["image"]) for b in batches] == [1, 2, 3, 1, 2]
     assert timing.images_per_step == [2, 3, 1, 2]
     with pytest.raises(RuntimeError, match="only 0 steps ran"):
-        bench.time_loader([], warmup=1, steps=1)
+        time_loader([], warmup=1, steps=1)
 
 
-def measure(bench, images, seconds, peak=None):
-    return bench.Measure(
+def measure(images, seconds, peak=None):
+    return Measure(
         steps=len(images),
         images=sum(images),
         seconds=seconds,
@@ -95,18 +104,18 @@ def measure(bench, images, seconds, peak=None):
     )
 
 
-def test_table_has_the_columns_and_the_ratio_of_measured_rates(bench):
-    framework = measure(bench, [20, 20], 4.0, peak=3 * 2**30)  # 10 img/s
-    plain = measure(bench, [20, 20], 3.2, peak=2**30)  # 12.5 img/s
-    loader = measure(bench, [20, 20], 0.1)
+def test_table_has_the_columns_and_the_ratio_of_measured_rates():
+    framework = measure([20, 20], 4.0, peak=3 * 2**30)  # 10 img/s
+    plain = measure([20, 20], 3.2, peak=2**30)  # 12.5 img/s
+    loader = measure([20, 20], 0.1)
     rows = [
-        bench.Row("train", framework, plain, loader),
-        bench.Row("eval", measure(bench, [2, 8], 1.0), measure(bench, [2, 8], 0.5), None),
+        Row("train", framework, plain, loader),
+        Row("eval", measure([2, 8], 1.0), measure([2, 8], 0.5), None),
     ]
     assert rows[0].ratio == pytest.approx(0.8)
-    lines = bench.markdown_table(rows).splitlines()
+    lines = markdown_table(rows).splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header == list(bench.COLUMNS)
+    assert header == list(COLUMNS)
     assert "loader img/s" in header and "framework / plain" in header
     assert len(lines) == 2 + len(rows)
     cells = dict(zip(header, [c.strip() for c in lines[2].strip("|").split("|")], strict=True))
@@ -119,32 +128,30 @@ def test_table_has_the_columns_and_the_ratio_of_measured_rates(bench):
     assert eval_cells[1] == "2 x 2-8" and eval_cells[4] == "0.500" and eval_cells[-1] == ""
 
 
-def test_repeats_report_the_repeat_with_the_median_ratio(bench):
+def test_repeats_report_the_repeat_with_the_median_ratio():
     def result(framework_seconds):
-        framework = measure(bench, [10], framework_seconds)
-        return bench.TrainResult(framework, measure(bench, [10], 1.0), framework, 5, {})
+        framework = measure([10], framework_seconds)
+        return TrainResult(framework, measure([10], 1.0), framework, 5, {})
 
     results = [result(2.0), result(1.0), result(1.25)]  # ratios 0.5, 1.0, 0.8
-    assert bench.median_result(results) is results[2]
+    assert median_result(results) is results[2]
 
 
-def test_plain_loop_precision_matches_lightning_or_refuses(bench):
+def test_plain_loop_precision_matches_lightning_or_refuses():
     cpu = torch.device("cpu")
-    with bench.precision_context("bf16-mixed", cpu)():
+    with precision_context("bf16-mixed", cpu)():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled(
             "cpu"
         )
-    with bench.precision_context("32-true", cpu)():
+    with precision_context("32-true", cpu)():
         assert not torch.is_autocast_enabled("cpu")
     with pytest.raises(ValueError, match="16-mixed"):
-        bench.precision_context("16-mixed", cpu)
+        precision_context("16-mixed", cpu)
 
 
-def test_sync_counting_tallies_warnings_after_the_window_by_line(bench):
+def test_sync_counting_tallies_warnings_after_the_window_by_line():
     modes = []
-    timer = bench.StepTimer(
-        1, 2, torch.device("cpu"), sync_steps=2, set_sync_debug_mode=modes.append
-    )
+    timer = StepTimer(1, 2, torch.device("cpu"), sync_steps=2, set_sync_debug_mode=modes.append)
     batch = {"image": torch.zeros(3, 1)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # outside the counted steps nothing is recorded

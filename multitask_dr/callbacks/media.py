@@ -176,18 +176,8 @@ class WandbMedia(Callback):
         if self._active:
             self._collect(trainer, pl_module, outputs, batch, dataloader_idx)
 
-    def on_test_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        """Collect panel images, table rows and PR-curve counts."""
-        if self._active:
-            self._collect(trainer, pl_module, outputs, batch, dataloader_idx)
+    # Test batches are collected exactly as validation batches.
+    on_test_batch_end = on_validation_batch_end
 
     @torch.no_grad()
     def _collect(

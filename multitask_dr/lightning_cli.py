@@ -42,6 +42,7 @@ from multitask_dr.checkpoints import check_checkpoint
 from multitask_dr.cli import CONFIG_DIR, DEBUG_HINT, config_names
 from multitask_dr.errors import ConfigError, Interrupted, UserError
 from multitask_dr.predict import PredictionWriter
+from multitask_dr.summary import summarise_run
 from multitask_dr.tasks.multitask import MultiTaskDR
 
 #: ``--ckpt_path`` values Lightning resolves itself rather than reading a file of that name.
@@ -127,6 +128,12 @@ class MultiTaskCLI(LightningCLI):
         # Attached in every subcommand (it acts only in predict), so `predict` never runs
         # without writing its results and a run's saved config says where they would go.
         parser.add_lightning_class_args(PredictionWriter, "prediction")
+        parser.add_argument(
+            "--summary",
+            type=bool,
+            default=False,
+            help="after test: print the headline metrics, checkpoint, W&B run and next commands",
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, with a Rich progress bar unless one is configured or bars are off.
@@ -212,6 +219,23 @@ class MultiTaskCLI(LightningCLI):
             cli_writer = self.config_init[self.subcommand]["prediction"]
             self.trainer.callbacks = [cb for cb in callbacks if cb is not cli_writer]
 
+    def after_test(self) -> None:
+        """With ``--summary true``: what the model learned (:mod:`multitask_dr.summary`)."""
+        config = self.config_init[self.subcommand]
+        if not config.get("summary") or not self.trainer.is_global_zero:
+            return
+        configs = [getattr(path, "relative", path) for path in config.get("config") or []]
+        print(
+            "\n"
+            + summarise_run(
+                self.trainer.callback_metrics,
+                checkpoint=config.get("ckpt_path"),
+                run_dir=wandb_run_dir(self.trainer),
+                configs=configs,
+            ),
+            flush=True,
+        )
+
     def predict(self, **kwargs: Any) -> Any:
         """``Trainer.predict`` keeping nothing in memory unless ``--return_predictions true``.
 
@@ -220,6 +244,18 @@ class MultiTaskCLI(LightningCLI):
         if kwargs.get("return_predictions") is None:
             kwargs["return_predictions"] = False
         return self.trainer.predict(**kwargs)
+
+
+def wandb_run_dir(trainer: Trainer) -> str | None:
+    """The folder of the trainer's W&B run (``None`` without one, or with W&B disabled)."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            run = logger.experiment
+            if getattr(run, "disabled", False) or not getattr(run, "dir", None):
+                return None
+            # run.dir is the run's files/ folder; the run folder is what `wandb sync` takes.
+            return os.path.relpath(os.path.dirname(run.dir))
+    return None
 
 
 def root_cause(error: BaseException) -> BaseException:

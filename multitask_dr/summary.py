@@ -70,7 +70,9 @@ def summarise_run(
     if checkpoint is not None:
         lines.append(f"  checkpoint  {checkpoint}")
     if run_dir is not None:
-        lines.append(f"  W&B run     {run_dir}  (offline: upload with `wandb sync {run_dir}`)")
+        lines.append(f"  W&B run     {run_dir}   (the fit's run sits beside it)")
+        if Path(run_dir).name.startswith("offline-run-"):
+            lines.append(f"  upload      wandb sync {run_dir}   (after wandb login)")
     config_args = " ".join(f"--config {c}" for c in configs) or "--config CONFIG"
     ckpt_arg = f"--ckpt_path {checkpoint}" if checkpoint is not None else "--ckpt_path CKPT"
     lines += [

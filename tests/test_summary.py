@@ -30,7 +30,10 @@ def test_summary_lists_headline_metrics_outputs_and_next_commands():
     assert "mAUPR 0.66  (MA 0.21  HE 0.74  EX 0.85  SE 0.84)" in text
     assert "AUC 0.87  QWK 0.85  accuracy 0.70" in text
     assert "checkpoints/demo/best.ckpt" in text
+    assert "W&B run     logs/wandb/offline-run-x" in text
     assert "wandb sync logs/wandb/offline-run-x" in text
+    online = summarise_run({}, run_dir="logs/wandb/run-20261201_1-abc")
+    assert "W&B run     logs/wandb/run-20261201_1-abc" in online and "wandb sync" not in online
     assert (
         "multitask-dr predict --config configs/demo.yaml --ckpt_path checkpoints/demo/best.ckpt"
         in text

@@ -219,21 +219,21 @@ class MultiTaskCLI(LightningCLI):
             cli_writer = self.config_init[self.subcommand]["prediction"]
             self.trainer.callbacks = [cb for cb in callbacks if cb is not cli_writer]
 
+    #: The text ``--summary true`` asked for, printed by :func:`run` once W&B has closed its run
+    #: (W&B prints its own run summary on closing; ours should be the last word).
+    summary_text: str | None = None
+
     def after_test(self) -> None:
         """With ``--summary true``: what the model learned (:mod:`multitask_dr.summary`)."""
         config = self.config_init[self.subcommand]
         if not config.get("summary") or not self.trainer.is_global_zero:
             return
         configs = [getattr(path, "relative", path) for path in config.get("config") or []]
-        print(
-            "\n"
-            + summarise_run(
-                self.trainer.callback_metrics,
-                checkpoint=config.get("ckpt_path"),
-                run_dir=wandb_run_dir(self.trainer),
-                configs=configs,
-            ),
-            flush=True,
+        self.summary_text = summarise_run(
+            self.trainer.callback_metrics,
+            checkpoint=config.get("ckpt_path"),
+            run_dir=wandb_run_dir(self.trainer),
+            configs=configs,
         )
 
     def predict(self, **kwargs: Any) -> Any:
@@ -322,7 +322,7 @@ def run(argv: list[str], from_command_line: bool) -> int:
     if from_command_line:
         sys.argv = [sys.argv[0], *argv]
     try:
-        MultiTaskCLI(
+        cli = MultiTaskCLI(
             MultiTaskDR,
             LightningDataModule,
             subclass_mode_data=True,
@@ -338,6 +338,8 @@ def run(argv: list[str], from_command_line: bool) -> int:
         )
     finally:
         finish_wandb_run()
+    if cli.summary_text:
+        print(f"\n{cli.summary_text}", flush=True)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Render the README's pictures of the W&B dashboard and of ``predict``, offline.
+"""Render the docs pictures of the W&B dashboard and of ``predict``, offline.
 
 Runs the real CLI on the demo model: ``multitask-dr test`` with W&B offline (the
 :class:`~multitask_dr.callbacks.WandbMedia` figures it logs are copied out of the offline run),

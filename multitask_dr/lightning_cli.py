@@ -49,6 +49,7 @@ from multitask_dr.checkpoints import check_checkpoint
 from multitask_dr.cli import BASE_CONFIG, CONFIG_DIR, DEBUG_HINT, config_names
 from multitask_dr.errors import ConfigError, Interrupted, UserError
 from multitask_dr.predict import PredictionWriter
+from multitask_dr.summary import summarise_run
 from multitask_dr.tasks.multitask import MultiTaskDR
 
 #: ``--ckpt_path`` values Lightning resolves itself rather than reading a file of that name.
@@ -161,6 +162,12 @@ class MultiTaskCLI(LightningCLI):
         ):
             parser.add_lightning_class_args(callback, key, subclass_mode=True, required=False)
         parser.link_arguments("checkpoint.init_args.dirpath", "last_checkpoint.init_args.dirpath")
+        parser.add_argument(
+            "--summary",
+            type=bool,
+            default=False,
+            help="after test: print the headline metrics, checkpoint, W&B run and next commands",
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer: ``trainer.callbacks``, then the callback groups that are not ``null``.
@@ -251,6 +258,23 @@ class MultiTaskCLI(LightningCLI):
             cli_writer = self.config_init[self.subcommand]["prediction"]
             self.trainer.callbacks = [cb for cb in callbacks if cb is not cli_writer]
 
+    #: The text ``--summary true`` asked for, printed by :func:`run` once W&B has closed its run
+    #: (W&B prints its own run summary on closing; ours should be the last word).
+    summary_text: str | None = None
+
+    def after_test(self) -> None:
+        """With ``--summary true``: what the model learned (:mod:`multitask_dr.summary`)."""
+        config = self.config_init[self.subcommand]
+        if not config.get("summary") or not self.trainer.is_global_zero:
+            return
+        configs = [getattr(path, "relative", path) for path in config.get("config") or []]
+        self.summary_text = summarise_run(
+            self.trainer.callback_metrics,
+            checkpoint=config.get("ckpt_path"),
+            run_dir=wandb_run_dir(self.trainer),
+            configs=configs,
+        )
+
     def predict(self, **kwargs: Any) -> Any:
         """``Trainer.predict`` keeping nothing in memory unless ``--return_predictions true``.
 
@@ -259,6 +283,18 @@ class MultiTaskCLI(LightningCLI):
         if kwargs.get("return_predictions") is None:
             kwargs["return_predictions"] = False
         return self.trainer.predict(**kwargs)
+
+
+def wandb_run_dir(trainer: Trainer) -> str | None:
+    """The folder of the trainer's W&B run (``None`` without one, or with W&B disabled)."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            run = logger.experiment
+            if getattr(run, "disabled", False) or not getattr(run, "dir", None):
+                return None
+            # run.dir is the run's files/ folder; the run folder is what `wandb sync` takes.
+            return os.path.relpath(os.path.dirname(run.dir))
+    return None
 
 
 def root_cause(error: BaseException) -> BaseException:
@@ -329,7 +365,7 @@ def run(argv: list[str], from_command_line: bool) -> int:
     if from_command_line:
         sys.argv = [sys.argv[0], *argv]
     try:
-        MultiTaskCLI(
+        cli = MultiTaskCLI(
             MultiTaskDR,
             LightningDataModule,
             subclass_mode_data=True,
@@ -345,6 +381,8 @@ def run(argv: list[str], from_command_line: bool) -> int:
         )
     finally:
         finish_wandb_run()
+    if cli.summary_text:
+        print(f"\n{cli.summary_text}", flush=True)
     return 0
 
 

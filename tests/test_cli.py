@@ -33,7 +33,7 @@ def wandb_offline(monkeypatch):
 
 
 def test_fit_then_test_writes_checkpoint_wandb_run_and_metrics(
-    synthetic_root, tmp_path, wandb_offline
+    synthetic_root, tmp_path, wandb_offline, capsys
 ):
     out = tmp_path / "out"
     config = tmp_path / "tiny.yaml"
@@ -43,7 +43,13 @@ def test_fit_then_test_writes_checkpoint_wandb_run_and_metrics(
         assert main(["fit", "--config", str(config)]) == 0
         ckpt = out / "ckpt" / "best.ckpt"
         assert ckpt.exists()
-        assert main(["test", "--config", str(config), "--ckpt_path", str(ckpt)]) == 0
+        capsys.readouterr()
+        summary = ["--summary", "true"]
+        assert main(["test", "--config", str(config), "--ckpt_path", str(ckpt), *summary]) == 0
+        printed = capsys.readouterr().out
+        assert "What the model learned (test split):" in printed
+        assert "mAUPR" in printed and "QWK" in printed
+        assert f"checkpoint  {ckpt}" in printed and "offline-run-" in printed
         # A deep ensemble of the model with itself must score exactly as the model.
         ensemble = ["--model.ensemble_checkpoints", f"[{ckpt}]"]
         assert main(["test", "--config", str(config), "--ckpt_path", str(ckpt), *ensemble]) == 0

@@ -1,6 +1,6 @@
 """Sanity checks on phantoms whose grade rule is known, and model randomisation.
 
-The numbers each check measured are printed (``pytest -s``) and quoted in the README.
+The numbers each check measured are printed (``pytest -s``) and quoted in docs/attribution.md.
 """
 
 import numpy as np

@@ -1,10 +1,10 @@
 """Field-of-view cropping and lesion-preserving resizing.
 
-Order (documented in the README): **crop to the retina's bounding circle first, then resize**
-to the working resolution. Images are resized with area averaging; lesion masks with
-**max-pooling** (a low-resolution pixel is a lesion when any high-resolution pixel under it is),
-so a 3-pixel microaneurysm in a 2048² photo survives at 512² instead of vanishing as it would
-under nearest-neighbour sampling.
+Order (documented in docs/data.md, "Preprocessing order"): **crop to the retina's bounding
+circle first, then resize** to the working resolution. Images are resized with area averaging;
+lesion masks with **max-pooling** (a low-resolution pixel is a lesion when any high-resolution
+pixel under it is), so a 3-pixel microaneurysm in a 2048² photo survives at 512² instead of
+vanishing as it would under nearest-neighbour sampling.
 """
 
 from __future__ import annotations

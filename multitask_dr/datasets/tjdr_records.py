@@ -88,7 +88,9 @@ def find_records(
     else:
         image_dir, annotation_dir = split_dir / "image", split_dir / "annotation"
     if not image_dir.is_dir():
-        raise DataError("no 'image' folder (expected the TJDR layout, see README)", path=split_dir)
+        raise DataError(
+            "no 'image' folder (expected the TJDR layout, see docs/data.md)", path=split_dir
+        )
     images = _files(image_dir, IMAGE_SUFFIXES, problems)
     pngs = _files(annotation_dir, (".png",), problems) if annotation != "labelme" else {}
     jsons: dict[str, Path] = {}

@@ -22,16 +22,17 @@ What it adds to :class:`~lightning.pytorch.cli.LightningCLI`:
 
 from __future__ import annotations
 
-import netrc
-import os
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from lightning import LightningDataModule, LightningModule, Trainer
+import yaml
+from lightning import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import (
     BasePredictionWriter,
     LearningRateMonitor,
@@ -39,8 +40,7 @@ from lightning.pytorch.callbacks import (
     ProgressBar,
     RichProgressBar,
 )
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
@@ -48,78 +48,19 @@ from multitask_dr.callbacks import WandbMedia
 from multitask_dr.checkpoints import check_checkpoint
 from multitask_dr.cli import BASE_CONFIG, CONFIG_DIR, DEBUG_HINT, config_names
 from multitask_dr.errors import ConfigError, Interrupted, UserError
+from multitask_dr.models.network import NetworkConfig
 from multitask_dr.predict import PredictionWriter
 from multitask_dr.summary import summarise_run
 from multitask_dr.tasks.multitask import MultiTaskDR
+from multitask_dr.wandb_run import (
+    WandbSaveConfig,
+    default_wandb_mode,
+    finish_wandb_run,
+    wandb_run_dir,
+)
 
 #: ``--ckpt_path`` values Lightning resolves itself rather than reading a file of that name.
 CKPT_KEYWORDS = frozenset({"best", "last", "hpc", "registry"})
-
-
-def wandb_logged_in() -> bool:
-    """Whether W&B has credentials (an API key in the environment or ~/.netrc)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        hosts = netrc.netrc().hosts
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-    return any("wandb" in host for host in hosts)
-
-
-def default_wandb_mode() -> None:
-    """Run W&B offline unless the user logged in or chose a mode (``WANDB_MODE``)."""
-    if "WANDB_MODE" not in os.environ and not wandb_logged_in():
-        os.environ["WANDB_MODE"] = "offline"
-
-
-class WandbSaveConfig(SaveConfigCallback):
-    """Save the fully resolved config where each run can find it.
-
-    With a :class:`WandbLogger` the config goes into the run's own files folder (uploaded with
-    the run, never clashing with another run) and into ``run.config``, so W&B shows every
-    setting, not only the model's hyper-parameters. Other loggers get Lightning's behaviour
-    (``config.yaml`` in the log dir, overwritten); with no logger nothing is written.
-    """
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Write the config once, on rank zero."""
-        if not trainer.loggers:
-            # No run to attach it to: Lightning would drop config.yaml into the working folder.
-            return
-        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
-        if not wandb_loggers:
-            super().setup(trainer, pl_module, stage)
-            return
-        if self.already_saved or not trainer.is_global_zero:
-            return
-        run = wandb_loggers[0].experiment
-        if getattr(run, "disabled", False):  # WANDB_MODE=disabled: write nothing anywhere
-            self.already_saved = True
-            return
-        self.parser.save(
-            self.config,
-            os.path.join(run.dir, self.config_filename),
-            skip_none=False,
-            overwrite=True,
-            multifile=False,
-        )
-        run.config.update(flatten(self.config.as_dict()), allow_val_change=True)
-        self.already_saved = True
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (W&B filters and sorts on flat keys)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{name}.")
-        else:
-            flat[name] = (
-                value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
-            )
-    return flat
 
 
 class MultiTaskCLI(LightningCLI):
@@ -285,18 +226,6 @@ class MultiTaskCLI(LightningCLI):
         return self.trainer.predict(**kwargs)
 
 
-def wandb_run_dir(trainer: Trainer) -> str | None:
-    """The folder of the trainer's W&B run (``None`` without one, or with W&B disabled)."""
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            run = logger.experiment
-            if getattr(run, "disabled", False) or not getattr(run, "dir", None):
-                return None
-            # run.dir is the run's files/ folder; the run folder is what `wandb sync` takes.
-            return os.path.relpath(os.path.dirname(run.dir))
-    return None
-
-
 def root_cause(error: BaseException) -> BaseException:
     """The first exception of the chain that ``error`` was raised from."""
     while (cause := error.__cause__ or error.__context__) is not None:
@@ -361,6 +290,7 @@ def run(argv: list[str], from_command_line: bool) -> int:
         # Every config in configs/ is an overlay on it: without it they would silently lose
         # their logger and checkpoints.
         raise ConfigError(f"{BASE_CONFIG} is missing (the configs' shared base)")
+    check_network_keys(argv)
     default_wandb_mode()
     if from_command_line:
         sys.argv = [sys.argv[0], *argv]
@@ -386,16 +316,30 @@ def run(argv: list[str], from_command_line: bool) -> int:
     return 0
 
 
-def finish_wandb_run() -> None:
-    """Close the W&B run, so the next in-process command (tests, notebooks) starts afresh.
+def check_network_keys(argv: list[str]) -> None:
+    """Stop with the new name when a config or argument uses a flat network key.
 
-    ``wandb.teardown`` also waits for W&B's service process to write what is still queued (a
-    model artifact is recorded after ``finish`` returns) and drops the settings W&B cached at
-    its first run, so a later command in the same process sees a changed ``WANDB_MODE``.
+    The network's settings moved under ``model.network``; jsonargparse alone would only answer
+    "unrecognized arguments" after a page of usage.
+
+    Raises:
+        ConfigError: Naming the file (or the argument) and the key's new name.
     """
-    if "wandb" in sys.modules:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
-        wandb.teardown()
+    names = {field.name for field in fields(NetworkConfig)}
+    for index, arg in enumerate(argv):
+        key = arg.removeprefix("--").partition("=")[0]
+        if key.startswith("model.") and key.removeprefix("model.") in names:
+            raise ConfigError(f"--{key} is now --model.network.{key.removeprefix('model.')}")
+        if arg == "--config" and index + 1 < len(argv):
+            path = Path(argv[index + 1])
+            try:
+                model = (yaml.safe_load(path.read_text()) or {}).get("model") or {}
+            except (OSError, yaml.YAMLError, AttributeError):
+                continue  # jsonargparse reports unreadable configs itself
+            flat = sorted(names & set(model if isinstance(model, dict) else ()))
+            if flat:
+                raise ConfigError(
+                    f"model: {', '.join(flat)} belong under model.network now "
+                    "(e.g. model: {network: {encoder: ...}}; docs/model.md)",
+                    path=path,
+                )

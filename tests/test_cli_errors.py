@@ -126,3 +126,16 @@ def test_missing_data_root_is_one_clear_line(fitted, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"multitask-dr: error: TJDR root {absent} does not exist" in err
     assert "Traceback" not in err
+
+
+def test_flat_network_key_names_its_new_home(tmp_path, capsys):
+    demo = str(Path(__file__).parents[1] / "configs" / "demo.yaml")
+    assert main(["fit", "--config", demo, "--model.conditioning", "stats"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "multitask-dr: error: --model.conditioning is now --model.network.conditioning"
+    ]
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump({"model": {"encoder": "resnet18", "lr": 0.001}}))
+    assert main(["fit", "--config", str(old)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"multitask-dr: error: {old}: model: encoder belong under model.network")

@@ -20,13 +20,9 @@ from lightning import LightningDataModule
 from benchmarks.throughput.plain import PlainEvaluate, PlainTrain, plain_evaluate, plain_train
 from benchmarks.throughput.timer import StepTimer
 from benchmarks.throughput.timing import Measure, combine_measures, release, time_loader
-from multitask_dr.lightning_cli import (
-    MultiTaskCLI,
-    WandbSaveConfig,
-    default_wandb_mode,
-    finish_wandb_run,
-)
+from multitask_dr.lightning_cli import MultiTaskCLI
 from multitask_dr.tasks.multitask import MultiTaskDR
+from multitask_dr.wandb_run import WandbSaveConfig, default_wandb_mode, finish_wandb_run
 
 
 class BenchCLI(MultiTaskCLI):

@@ -25,9 +25,9 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 

@@ -12,6 +12,11 @@ sample's test AUPR per lesion (another camera and population: cross-dataset).
 ``--val-only`` never opens the test splits: use it for every choice. ``--set KEY=VALUE``
 overrides a dotted config key (value read as YAML), e.g. ``trainer.max_epochs=10``.
 
+With ``--config configs/real_lesions.yaml --config configs/joint_real.yaml`` the run is joint
+(RetinaMNIST grades beside the lesion sources; grade AUC/QWK/ACC columns filled). Grading alone
+on the same budget: that stack with ``--set 'data=<the grading entry>'`` and ``--set
+checkpoint.monitor=val/grade/qwk`` (the docs' benchmarks page has the exact command).
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_real_lesions.py [--seeds 0 1 2] [--variants ...]

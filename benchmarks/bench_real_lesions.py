@@ -15,7 +15,7 @@ overrides a dotted config key (value read as YAML), e.g. ``trainer.max_epochs=10
 With ``--config configs/real_lesions.yaml --config configs/joint_real.yaml`` the run is joint
 (RetinaMNIST grades beside the lesion sources; grade AUC/QWK/ACC columns filled). Grading alone
 on the same budget: that stack with ``--set 'data=<the grading entry>'`` and ``--set
-checkpoint.monitor=val/grade/qwk`` (the docs' benchmarks page has the exact command).
+checkpoint.init_args.monitor=val/grade/qwk`` (the docs' benchmarks page has the exact command).
 
 Usage::
 

@@ -12,6 +12,11 @@ sample's test AUPR per lesion (another camera and population: cross-dataset).
 ``--val-only`` never opens the test splits: use it for every choice. ``--set KEY=VALUE``
 overrides a dotted config key (value read as YAML), e.g. ``trainer.max_epochs=10``.
 
+With ``--config configs/real_lesions.yaml --config configs/joint_real.yaml`` the run is joint
+(RetinaMNIST grades beside the lesion sources; grade AUC/QWK/ACC columns filled). Grading alone
+on the same budget: that stack with ``--set 'data=<the grading entry>'`` and ``--set
+checkpoint.init_args.monitor=val/grade/qwk`` (the docs' benchmarks page has the exact command).
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_real_lesions.py [--seeds 0 1 2] [--variants ...]
@@ -61,20 +66,35 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("HEI-MED EX AUPR", "test/seg/heimed/aupr_EX"),
     ("HEI-MED EX Dice", "test/seg/heimed/dice_EX"),
     *((f"IDRiD {lesion} AUPR", f"test/seg/idrid/aupr_{lesion}") for lesion in LESIONS),
+    # With a grading source (configs/joint_real.yaml, or one alone): RetinaMNIST test.
+    ("grade AUC", "test/grade/auc"),
+    ("grade QWK", "test/grade/qwk"),
+    ("grade ACC", "test/grade/acc"),
 )
 
 
 def lesion_sources(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The config's lesion-source entries (a list under ``segmentation``, or one)."""
-    sources = config["data"]["init_args"]["segmentation"]
+    """The config's lesion-source entries (a list under ``segmentation``, or one; none when
+    the data is a single grading datamodule)."""
+    sources = config["data"].get("init_args", {}).get("segmentation") or []
     return sources if isinstance(sources, list) else [sources]
+
+
+def data_sources(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every datamodule entry that takes a ``seed``: the lesion sources and the grading one,
+    or the data entry itself when it is not a joint datamodule."""
+    data = config["data"]
+    if not data["class_path"].endswith("JointDataModule"):
+        return [data]
+    grading = data.get("init_args", {}).get("grading")
+    return lesion_sources(config) + ([grading] if grading else [])
 
 
 def run_config(base: dict[str, Any], variant: str, seed: int, extra: list[str], out: Path) -> Any:
     """The config of one run: the variant's overrides, ``seed`` everywhere, outputs in ``out``."""
     config = apply_overrides(base, VARIANTS[variant] + extra)
     config["seed_everything"] = seed
-    for source in lesion_sources(config):
+    for source in data_sources(config):
         source.setdefault("init_args", {})["seed"] = seed
     route_outputs(config, out)
     return config
@@ -127,7 +147,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"{' '.join(args.set)}; seeds {args.seeds}\n"
     )
     labels = [label for label, _ in COLUMNS]
-    print("| variant | seed | best epoch | val EX AUPR | " + " | ".join(labels) + " | fit s |")
+    print("| variant | seed | best epoch | val monitor | " + " | ".join(labels) + " | fit s |")
     print("|---" * (len(labels) + 5) + "|")
     for r in results:
         test = r.get("test", {})

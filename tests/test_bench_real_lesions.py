@@ -65,3 +65,18 @@ def test_benchmark_fits_selects_and_tests_each_variant(synthetic_root, tmp_path,
             assert math.isnan(value) or 0.0 <= value <= 1.0
     printed = capsys.readouterr().out
     assert "| pretrained, 1 seeds |" in printed and "HEI-MED EX AUPR" in printed
+
+
+def test_seeds_reach_the_grading_source_joint_or_alone(tmp_path):
+    bench = load_script("benchmarks/bench_real_lesions.py")
+    configs = [REPO / "configs" / "real_lesions.yaml", REPO / "configs" / "joint_real.yaml"]
+    base = bench.load_configs(configs)
+    joint = bench.run_config(base, "pretrained", 3, [], tmp_path)
+    grading = joint["data"]["init_args"]["grading"]
+    assert grading["init_args"]["seed"] == 3
+    assert [s["init_args"]["seed"] for s in bench.lesion_sources(joint)] == [3, 3]
+    # Grading alone: the joint run's grading source as the whole data entry.
+    entry = yaml.safe_dump(base["data"]["init_args"]["grading"], default_flow_style=True)
+    alone = bench.run_config(base, "pretrained", 4, [f"data={entry.strip()}"], tmp_path)
+    assert alone["data"]["class_path"].endswith("RetinaMNISTDataModule")
+    assert alone["data"]["init_args"]["seed"] == 4 and bench.lesion_sources(alone) == []

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from multitask_dr.cli import main as cli
 from multitask_dr.lesions import LESIONS
@@ -81,8 +82,10 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.names:
             overlay = cv2.imread(str(out / f"{name}_overlay.png"))
             report = json.loads((out / f"{name}.json").read_text())
-            panels.append(panel(overlay, caption(name, grades, report), 400))
-    cv2.imwrite(str(args.output), np.hstack(panels))
+            panels.append(panel(overlay, caption(name, grades, report), 360))
+    picture = cv2.cvtColor(np.hstack(panels), cv2.COLOR_BGR2RGB)
+    # 256 colours: the picture stays small in the repository.
+    Image.fromarray(picture).quantize(256).save(args.output, optimize=True)
     print(f"wrote {args.output}")
 
 

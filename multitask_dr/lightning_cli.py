@@ -26,7 +26,6 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -325,7 +324,7 @@ def check_network_keys(argv: list[str]) -> None:
     Raises:
         ConfigError: Naming the file (or the argument) and the key's new name.
     """
-    names = {field.name for field in fields(NetworkConfig)}
+    names = NetworkConfig.field_names()
     for index, arg in enumerate(argv):
         key = arg.removeprefix("--").partition("=")[0]
         if key.startswith("model.") and key.removeprefix("model.") in names:

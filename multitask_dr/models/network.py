@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,11 @@ class NetworkConfig:
         ``load_from_checkpoint`` hands that dict back to the task.
         """
         return value if isinstance(value, cls) else cls(**value)
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        """The settings' names, as a config's ``model.network`` (and old flat keys) spell them."""
+        return frozenset(field.name for field in fields(cls))
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as plain values (what hyper-parameters and checkpoints store)."""

@@ -5,7 +5,6 @@ Its other parts live beside it in :mod:`multitask_dr.tasks`.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -101,7 +100,7 @@ class MultiTaskDR(LightningModule):
         task's; they are nested on the fly (:func:`~multitask_dr.checkpoints.upgrade_checkpoint`).
         """
         if isinstance(checkpoint_path, str | Path):
-            names = {field.name for field in fields(NetworkConfig)}
+            names = NetworkConfig.field_names()
             checkpoint_path = upgrade_checkpoint(checkpoint_path, names) or checkpoint_path
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 

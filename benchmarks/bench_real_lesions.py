@@ -9,8 +9,12 @@ monitor, ``val/seg/aupr_EX``) and touches the test splits once (``multitask-dr t
 --ckpt_path``). It prints per run and as mean ± std: HEI-MED test EX AUPR and Dice, and the IDRiD
 sample's test AUPR per lesion (another camera and population: cross-dataset).
 
-``--val-only`` never opens the test splits: use it for every choice. ``--set KEY=VALUE``
-overrides a dotted config key (value read as YAML), e.g. ``trainer.max_epochs=10``.
+``--val-only`` never opens the test splits: use it for every choice. ``--reuse-fits`` then tests
+the runs fitted in ``--work`` without fitting them again (each run's test splits are read once:
+a second test of the same run stops). ``--ensemble`` also tests the deep ensemble of each
+variant's seeds (probabilities averaged over the selected checkpoints). ``--set KEY=VALUE``
+overrides a dotted config key (value read as YAML), e.g. ``trainer.max_epochs=10``;
+``--eval-set KEY=VALUE`` overrides it for the test only, e.g. ``model.lesion_tta=flips``.
 
 With ``--config configs/real_lesions.yaml --config configs/joint_real.yaml`` the run is joint
 (RetinaMNIST grades beside the lesion sources; grade AUC/QWK/ACC columns filled). Grading alone
@@ -111,10 +115,18 @@ def run(base: dict[str, Any], variant: str, seed: int, args: argparse.Namespace,
     out = work / f"{variant}-seed{seed}"
     config = run_config(base, variant, seed, args.set, out)
     path = work / f"{variant}-seed{seed}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    start = time.perf_counter()
-    cli_main(["fit", "--config", str(path)])
-    fit_seconds = time.perf_counter() - start
+    fitted = out / "fit.json"
+    if args.reuse_fits and fitted.exists() and path.exists():
+        # The same run fitted before (e.g. under --val-only): test it without fitting again.
+        if yaml.safe_load(path.read_text()) != config:
+            raise RuntimeError(f"{path} differs from this run's config: fit it again")
+        fit_seconds = json.loads(fitted.read_text())["fit_s"]
+    else:
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        start = time.perf_counter()
+        cli_main(["fit", "--config", str(path)])
+        fit_seconds = time.perf_counter() - start
+        fitted.write_text(json.dumps({"fit_s": fit_seconds}))
     monitor = checkpoint_callback(config)["init_args"]["monitor"]
     fit_rows = read_rows(out / "fit" / "version_0" / "metrics.csv")
     curve = [row[monitor] for row in fit_rows if monitor in row]
@@ -130,13 +142,49 @@ def run(base: dict[str, Any], variant: str, seed: int, args: argparse.Namespace,
         "fit_s": fit_seconds,
     }
     if not args.val_only:
-        cli_main(
-            ["test", "--config", str(path), "--ckpt_path", str(ckpt)]
-            + ["--trainer.logger.init_args.name", "test"]
-        )
-        test_rows = read_rows(out / "test" / "version_0" / "metrics.csv")
-        result["test"] = {key: last_logged(test_rows, key) for _, key in COLUMNS}
+        result["test"] = test(evaluation_config(config, path, args.eval_set), ckpt, out / "test")
     return result
+
+
+def evaluation_config(config: dict[str, Any], path: Path, overrides: list[str]) -> Path:
+    """The config that tests a run: its fit config, with ``overrides`` (``--eval-set``)."""
+    if not overrides:
+        return path
+    tested = path.with_name(f"{path.stem}-eval.yaml")
+    tested.write_text(yaml.safe_dump(apply_overrides(config, overrides), sort_keys=False))
+    return tested
+
+
+def test(config: Path, ckpt: Path, out: Path, members: list[Path] | None = None) -> dict:
+    """Read the test splits once with ``ckpt`` (and ensemble ``members``): the columns."""
+    if out.exists():
+        raise RuntimeError(f"{out} exists: this test split was read before, keep that result")
+    command = ["test", "--config", str(config), "--ckpt_path", str(ckpt)]
+    command += ["--trainer.logger.init_args.save_dir", str(out.parent)]
+    command += ["--trainer.logger.init_args.name", out.name]
+    if members:
+        command += ["--model.ensemble_checkpoints", json.dumps([str(m) for m in members])]
+    cli_main(command)
+    rows = read_rows(out / "version_0" / "metrics.csv")
+    return {key: last_logged(rows, key) for _, key in COLUMNS}
+
+
+def ensemble(results: list[dict[str, Any]], work: Path, overrides: list[str]) -> dict[str, Any]:
+    """Test the deep ensemble of the runs' selected checkpoints (the first run's config)."""
+    first = results[0]
+    ckpts = [work / f"{r['variant']}-seed{r['seed']}" / "ckpt" / "best.ckpt" for r in results]
+    path = work / f"{first['variant']}-seed{first['seed']}.yaml"
+    config = evaluation_config(yaml.safe_load(path.read_text()), path, overrides)
+    seeds = "+".join(str(r["seed"]) for r in results)
+    out = work / f"ensemble-{first['variant']}-seeds{seeds}"
+    return {
+        "variant": f"ensemble of seeds {seeds}",
+        "seed": "-",
+        "best_epoch": "-",
+        "val_monitor": math.nan,
+        "fit_s": sum(r["fit_s"] for r in results),
+        "test": test(config, ckpts[0], out / "test", ckpts[1:]),
+    }
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -178,9 +226,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--val-only", action="store_true", help="never touch the test splits")
+    parser.add_argument(
+        "--eval-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override for the test only (e.g. model.lesion_tta=flips), not for fit",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--work", type=Path, help="keep logs/checkpoints here (default: temp)")
     parser.add_argument("--json", type=Path, help="also write the per-run results here")
+    parser.add_argument(
+        "--reuse-fits",
+        action="store_true",
+        help="runs already fitted in --work (same config) are tested without fitting again",
+    )
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="also test the ensemble of each variant's seeds (averaged probabilities)",
+    )
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
@@ -201,6 +266,14 @@ def main(argv: list[str] | None = None) -> None:
                 print(json.dumps({k: v for k, v in result.items() if k != "val_curve"}), flush=True)
                 if args.json:
                     args.json.write_text(json.dumps(results, indent=2))
+        if args.ensemble and not args.val_only:
+            for variant in args.variants:
+                runs = [r for r in results if r["variant"] == variant]
+                if len(runs) > 1:
+                    results.append(ensemble(runs, work, args.eval_set))
+                    print(json.dumps(results[-1]), flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2))
     report(results, args)
 
 

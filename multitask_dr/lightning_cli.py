@@ -12,7 +12,8 @@ What it adds to :class:`~lightning.pytorch.cli.LightningCLI`:
   ``checkpoint`` (the best by its ``monitor``), ``last_checkpoint`` (rewritten after every epoch,
   in ``checkpoint``'s folder), ``lr_monitor`` and ``media``; ``null`` turns one off;
 - a checked ``--ckpt_path`` (:func:`~multitask_dr.checkpoints.check_checkpoint`) and no
-  ``predict`` without one;
+  ``predict`` without one; with a checkpoint the architecture comes from its hyper-parameters
+  (Lightning's rule) but the evaluation settings (:data:`EVALUATION_SETTINGS`) from the command;
 - configuration values the classes reject become a :class:`~multitask_dr.errors.ConfigError`;
 - **signals**: SIGTERM (Lightning's own handling) and SIGINT (routed to it) stop ``fit`` at the
   end of the current batch, without writing a checkpoint of the half-done epoch; the last
@@ -57,6 +58,10 @@ from multitask_dr.wandb_run import (
     finish_wandb_run,
     wandb_run_dir,
 )
+
+#: Task settings that only change evaluation: ``validate``/``test``/``predict --ckpt_path`` take
+#: them from the command (its config and flags), not from the checkpoint's hyper-parameters.
+EVALUATION_SETTINGS = ("tta", "lesion_tta", "eval_window", "eval_overlap", "ensemble_checkpoints")
 
 #: ``--ckpt_path`` values Lightning resolves itself rather than reading a file of that name.
 CKPT_KEYWORDS = frozenset({"best", "last", "hpc", "registry"})
@@ -141,7 +146,14 @@ class MultiTaskCLI(LightningCLI):
                     "predict needs trained weights: pass --ckpt_path PATH (e.g. "
                     "checkpoints/demo/best.ckpt); without one it would report a random model"
                 )
+        model = self.config[subcommand].get("model") if subcommand else None
+        own = {key: model.get(key) for key in EVALUATION_SETTINGS} if model else {}
+        # Lightning rebuilds the model from the checkpoint's hyper-parameters, over this
+        # command's: right for the architecture, but how to evaluate (test-time augmentation,
+        # windows, ensemble members) is this command's choice, not the training run's.
         super()._parse_ckpt_path()
+        for key, value in own.items():
+            self.config[subcommand]["model"][key] = value
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a value their constructors reject is a ConfigError."""

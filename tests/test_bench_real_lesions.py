@@ -4,6 +4,7 @@ import json
 import math
 import shutil
 
+import pytest
 import yaml
 
 from tests.cli_config import TINY_NETWORK
@@ -80,3 +81,38 @@ def test_seeds_reach_the_grading_source_joint_or_alone(tmp_path):
     alone = bench.run_config(base, "pretrained", 4, [f"data={entry.strip()}"], tmp_path)
     assert alone["data"]["class_path"].endswith("RetinaMNISTDataModule")
     assert alone["data"]["init_args"]["seed"] == 4 and bench.lesion_sources(alone) == []
+
+
+def test_fits_chosen_on_validation_are_tested_once_alone_and_as_an_ensemble(
+    synthetic_root, tmp_path, capsys
+):
+    bench = load_script("benchmarks/bench_real_lesions.py")
+    config = tiny_config(synthetic_root, tmp_path)
+    work = tmp_path / "w"
+    common = ["--config", str(config), "--variants", "scratch", "--seeds", "0", "1"]
+    common += ["--work", str(work)]
+    bench.main([*common, "--val-only"])
+    assert not list(work.glob("*/test"))  # validation only: no test split opened
+    fitted = {p: p.stat().st_mtime_ns for p in work.glob("*/fit/version_0/metrics.csv")}
+    assert len(fitted) == 2
+    out = tmp_path / "results.json"
+    evaluation = ["--eval-set", "model.lesion_tta=flips"]
+    bench.main([*common, "--reuse-fits", "--ensemble", *evaluation, "--json", str(out)])
+    # Tested without fitting again.
+    assert {p: p.stat().st_mtime_ns for p in fitted} == fitted
+    results = json.loads(out.read_text())
+    assert [r["variant"] for r in results] == ["scratch", "scratch", "ensemble of seeds 0+1"]
+    single = [r["test"]["test/seg/heimed/aupr_EX"] for r in results]
+    assert all(0.0 <= value <= 1.0 for value in single)
+    assert "| ensemble of seeds 0+1 |" in capsys.readouterr().out
+    # The test-only override reached the test, not the fit.
+    for run in ("scratch-seed0", "scratch-seed1"):
+        fit = yaml.safe_load((work / f"{run}.yaml").read_text())
+        tested = yaml.safe_load((work / f"{run}-eval.yaml").read_text())
+        assert fit["model"].get("lesion_tta", "none") == "none"
+        assert tested["model"]["lesion_tta"] == "flips"
+        hparams = yaml.safe_load((work / run / "test" / "version_0" / "hparams.yaml").read_text())
+        assert hparams["lesion_tta"] == "flips"
+    # A run's test splits are read once: testing it again stops.
+    with pytest.raises(RuntimeError, match="read before"):
+        bench.main([*common, "--reuse-fits"])

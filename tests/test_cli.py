@@ -117,3 +117,38 @@ def test_sweep_parameters_are_options_of_fit(capsys):
         for part in name.split("."):
             node = node[part]
         assert node == value, name
+
+
+def test_evaluation_settings_come_from_the_command_not_the_checkpoint(
+    fitted, synthetic_root, tmp_path, monkeypatch
+):
+    import torch
+
+    from multitask_dr.lightning_cli import MultiTaskCLI
+    from tests.fitted_run import run_cli
+
+    config, out = fitted
+    ckpt = out / "ckpt" / "best.ckpt"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = sorted((synthetic_root / "tjdr" / "test" / "image").glob("*.png"))[0]
+    (folder / "a.png").write_bytes(image.read_bytes())
+    built = {}
+    original = MultiTaskCLI.after_instantiate_classes
+
+    def record_model(cli):
+        built.update(cli.model.hparams)
+        original(cli)
+
+    monkeypatch.setattr(MultiTaskCLI, "after_instantiate_classes", record_model)
+    args = ["predict", "--config", str(config), "--ckpt_path", str(ckpt)]
+    args += ["--data.predict_dir", str(folder), "--prediction.output_dir", str(tmp_path / "p")]
+    args += ["--trainer.logger", "false", "--model.lesion_tta", "flips", "--model.tta", "dihedral"]
+    args += ["--model.eval_window", "32", "--model.ensemble_checkpoints", f"[{ckpt}]"]
+    assert run_cli(args) == 0
+    trained = torch.load(ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]
+    assert trained["lesion_tta"] == "none" and trained["ensemble_checkpoints"] is None
+    # How to evaluate is the command's choice; what the network is, the checkpoint's.
+    assert built["lesion_tta"] == "flips" and built["tta"] == "dihedral"
+    assert built["eval_window"] == 32 and built["ensemble_checkpoints"] == [str(ckpt)]
+    assert built["network"] == trained["network"]

@@ -6,7 +6,9 @@ change the receptive field statistics and memory. Windows of ``window``² are ru
 window borders (where the network sees the least context) count least and no seam shows.
 
 **Test-time augmentation** (``tta``) averages the grade probabilities over flips (or all 8
-symmetries of the square) of the image; lesion maps and logits stay those of the plain view.
+symmetries of the square) of the image; ``lesion_tta`` does the same for the lesion probability
+maps, each view's map turned back onto the image first. Logits (and so the loss) stay those of
+the plain view.
 
 **Ensembles** average the grade and lesion probabilities of further trained models (members)
 with the model's own.
@@ -96,6 +98,18 @@ def tta_views(image: Tensor, tta: TestTimeAugmentation) -> list[Tensor]:
     return views
 
 
+def undo_view(maps: Tensor, index: int) -> Tensor:
+    """Turn the maps of view ``index`` of :func:`tta_views` back onto the original image.
+
+    Views 0-3 are flips (each its own inverse); views 4-7 are the transposes of views 0-3, so
+    their inverse transposes first, then flips.
+    """
+    if index >= 4:
+        maps = maps.transpose(-2, -1)
+    flip = ((), (-1,), (-2,), (-2, -1))[index % 4]
+    return maps.flip(flip) if flip else maps
+
+
 def evaluate_image(
     forward: Callable[..., dict[str, Tensor]],
     lesion_logits: Callable[[Tensor], Tensor],
@@ -103,8 +117,9 @@ def evaluate_image(
     tta: TestTimeAugmentation = "none",
     window: int | None = None,
     overlap: float = 0.25,
+    lesion_tta: TestTimeAugmentation = "none",
 ) -> dict[str, Tensor]:
-    """One model's evaluation outputs: sliding-window lesion maps and ``tta``-averaged grades.
+    """One model's evaluation outputs: sliding-window lesion maps, ``tta``-averaged grades.
 
     Args:
         forward: The task's forward (``(image, lesions=...)`` to outputs with ``lesion_probs``
@@ -115,12 +130,24 @@ def evaluate_image(
         window: Lesion maps of images larger than this come by sliding windows of
             ``window``²; ``None``: one pass.
         overlap: Overlap between neighbouring windows, in ``[0, 1)``.
+        lesion_tta: Test-time augmentation of the lesion probability maps.
     """
     out = forward(image)
+
+    def segment(view: Tensor) -> Tensor:
+        if window is not None and max(view.shape[-2:]) > window:
+            return sliding_window(lesion_logits, view, window, overlap)
+        return lesion_logits(view)
+
     if window is not None and max(image.shape[-2:]) > window:
-        logits = sliding_window(lesion_logits, image, window, overlap)
+        logits = segment(image)
         out["lesion_logits"] = logits
         out["lesion_probs"] = torch.sigmoid(logits)
+    lesion_views = tta_views(image, lesion_tta)
+    if len(lesion_views) > 1 and "lesion_probs" in out:
+        maps = [out["lesion_probs"]]
+        maps += [undo_view(torch.sigmoid(segment(v)), i) for i, v in enumerate(lesion_views) if i]
+        out["lesion_probs"] = torch.stack(maps).mean(dim=0)
     views = tta_views(image, tta)
     if len(views) > 1:
         # Average probabilities, not logits: CORAL's logits are cumulative, not per grade.

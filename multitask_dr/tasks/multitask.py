@@ -52,7 +52,9 @@ class MultiTaskDR(LightningModule):
             ``eval_window``² (train on patches of that size); ``None``: one pass.
         eval_overlap: Overlap between neighbouring evaluation windows, in ``[0, 1)``.
         tta: Test-time augmentation of the grade in evaluation: ``none``, ``flips`` (4 views) or
-            ``dihedral`` (8); lesion maps, contributions and the loss are the plain view's.
+            ``dihedral`` (8); contributions and the loss are the plain view's.
+        lesion_tta: Test-time augmentation of the lesion probability maps in evaluation and
+            ``predict`` (same choices as ``tta``; each view costs one more segmentation pass).
         ensemble_checkpoints: Further trained models averaged with this one in evaluation
             (:class:`~.inference.Ensemble`; they follow this model's ``tta`` and ``eval_window``).
     """
@@ -78,6 +80,7 @@ class MultiTaskDR(LightningModule):
         eval_window: int | None = None,
         eval_overlap: float = 0.25,
         tta: TestTimeAugmentation = "none",
+        lesion_tta: TestTimeAugmentation = "none",
         ensemble_checkpoints: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -133,6 +136,7 @@ class MultiTaskDR(LightningModule):
             map_location="cpu",
             ensemble_checkpoints=None,
             tta=hp.tta,
+            lesion_tta=hp.lesion_tta,
             eval_window=hp.eval_window,
             eval_overlap=hp.eval_overlap,
         )
@@ -202,8 +206,9 @@ class MultiTaskDR(LightningModule):
     def single_evaluation_forward(self, image: Tensor) -> dict[str, Tensor]:
         """:meth:`evaluation_forward` of this model alone (sliding window, ``tta``)."""
         hp = self.hparams
+        window = (hp.eval_window, hp.eval_overlap)
         return evaluate_image(
-            self, self.net.lesion_logits, image, hp.tta, hp.eval_window, hp.eval_overlap
+            self, self.net.lesion_logits, image, hp.tta, *window, lesion_tta=hp.lesion_tta
         )
 
     def evaluate(

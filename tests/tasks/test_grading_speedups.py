@@ -1,10 +1,10 @@
-"""Decoder skipping for grading-only batches and test-time flip averaging of the grade."""
+"""Decoder skipping for grading-only batches and test-time averaging of grades and lesion maps."""
 
 import pytest
 import torch
 
 from multitask_dr.models.network import MultiTaskNet, NetworkConfig
-from multitask_dr.tasks.inference import tta_views
+from multitask_dr.tasks.inference import tta_views, undo_view
 from multitask_dr.tasks.multitask import MultiTaskDR
 
 from .conftest import TINY
@@ -94,3 +94,36 @@ def test_tta_averages_grade_probabilities_and_makes_them_flip_invariant(output):
     # Lesion maps and the loss's logits stay those of the plain view.
     assert torch.allclose(out["lesion_probs"], base["lesion_probs"])
     assert torch.allclose(out["grade_logits"], base["grade_logits"])
+
+
+def test_undo_view_turns_every_view_back_onto_the_image():
+    image = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).reshape(2, 3, 5, 5)
+    for index, view in enumerate(tta_views(image, "dihedral")):
+        assert torch.equal(undo_view(view, index), image), index
+
+
+@pytest.mark.parametrize("window", [None, 16])
+def test_lesion_tta_averages_maps_turned_back_and_makes_them_rotation_invariant(window):
+    torch.manual_seed(0)
+    image = torch.randn(2, 3, 32, 32)
+    plain = MultiTaskDR(network=NetworkConfig(**TINY), eval_window=window).eval()
+    tta = MultiTaskDR(network=NetworkConfig(**TINY), eval_window=window, lesion_tta="dihedral")
+    tta.load_state_dict(plain.state_dict())
+    tta.eval()
+    with torch.no_grad():
+        base = plain.evaluation_forward(image)
+        out = tta.evaluation_forward(image)
+        expected = torch.stack(
+            [
+                undo_view(plain.evaluation_forward(view)["lesion_probs"], i)
+                for i, view in enumerate(tta_views(image, "dihedral"))
+            ]
+        ).mean(0)
+        rotated = tta.evaluation_forward(torch.rot90(image, 1, dims=(-2, -1)))
+    assert torch.allclose(out["lesion_probs"], expected, atol=1e-6)
+    assert not torch.allclose(out["lesion_probs"], base["lesion_probs"], atol=1e-4)
+    turned_back = torch.rot90(rotated["lesion_probs"], -1, dims=(-2, -1))
+    assert torch.allclose(turned_back, out["lesion_probs"], atol=1e-5)
+    # The loss's logits and the grade stay the plain view's (grade TTA is ``tta``).
+    assert torch.allclose(out["lesion_logits"], base["lesion_logits"])
+    assert torch.allclose(out["grade_probs"], base["grade_probs"])

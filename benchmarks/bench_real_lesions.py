@@ -5,7 +5,7 @@ For each variant (``pretrained``: the config as it is, EfficientNet-Lite0 from I
 ``multitask-dr fit`` on ``configs/real_lesions.yaml`` in-process (the seed goes to
 ``seed_everything`` and to every lesion source; the sources' ``split_seed`` stays fixed, so every
 run is scored on the same test photographs), selects the checkpoint on validation (the config's
-monitor, ``val/seg/aupr_EX``) and touches the test splits once (``multitask-dr test
+monitor, ``val/seg/heimed/aupr_EX``) and touches the test splits once (``multitask-dr test
 --ckpt_path``). It prints per run and as mean ± std: HEI-MED test EX AUPR and Dice, and the IDRiD
 sample's test AUPR per lesion (another camera and population: cross-dataset).
 
@@ -104,6 +104,11 @@ def run_config(base: dict[str, Any], variant: str, seed: int, extra: list[str], 
     return config
 
 
+def run_paths(work: Path, variant: str, seed: int) -> tuple[Path, Path]:
+    """A run's output folder and its fit config in ``work``."""
+    return work / f"{variant}-seed{seed}", work / f"{variant}-seed{seed}.yaml"
+
+
 def last_logged(rows: list[dict[str, float]], key: str) -> float:
     """The last value of ``key`` in a CSV log (NaN when never logged)."""
     values = [row[key] for row in rows if key in row]
@@ -112,9 +117,8 @@ def last_logged(rows: list[dict[str, float]], key: str) -> float:
 
 def run(base: dict[str, Any], variant: str, seed: int, args: argparse.Namespace, work: Path):
     """Fit one model, select on validation and (unless ``--val-only``) test it once."""
-    out = work / f"{variant}-seed{seed}"
+    out, path = run_paths(work, variant, seed)
     config = run_config(base, variant, seed, args.set, out)
-    path = work / f"{variant}-seed{seed}.yaml"
     fitted = out / "fit.json"
     if args.reuse_fits and fitted.exists() and path.exists():
         # The same run fitted before (e.g. under --val-only): test it without fitting again.
@@ -172,8 +176,9 @@ def test(config: Path, ckpt: Path, out: Path, members: list[Path] | None = None)
 def ensemble(results: list[dict[str, Any]], work: Path, overrides: list[str]) -> dict[str, Any]:
     """Test the deep ensemble of the runs' selected checkpoints (the first run's config)."""
     first = results[0]
-    ckpts = [work / f"{r['variant']}-seed{r['seed']}" / "ckpt" / "best.ckpt" for r in results]
-    path = work / f"{first['variant']}-seed{first['seed']}.yaml"
+    runs = [run_paths(work, r["variant"], r["seed"]) for r in results]
+    ckpts = [out / "ckpt" / "best.ckpt" for out, _ in runs]
+    path = runs[0][1]
     config = evaluation_config(yaml.safe_load(path.read_text()), path, overrides)
     seeds = "+".join(str(r["seed"]) for r in results)
     out = work / f"ensemble-{first['variant']}-seeds{seeds}"

@@ -13,7 +13,8 @@ What it adds to :class:`~lightning.pytorch.cli.LightningCLI`:
   in ``checkpoint``'s folder), ``lr_monitor`` and ``media``; ``null`` turns one off;
 - a checked ``--ckpt_path`` (:func:`~multitask_dr.checkpoints.check_checkpoint`) and no
   ``predict`` without one; with a checkpoint the architecture comes from its hyper-parameters
-  (Lightning's rule) but the evaluation settings (:data:`EVALUATION_SETTINGS`) from the command;
+  (Lightning's rule) but the evaluation settings
+  (:data:`~multitask_dr.tasks.multitask.EVALUATION_SETTINGS`) from the command;
 - configuration values the classes reject become a :class:`~multitask_dr.errors.ConfigError`;
 - **signals**: SIGTERM (Lightning's own handling) and SIGINT (routed to it) stop ``fit`` at the
   end of the current batch, without writing a checkpoint of the half-done epoch; the last
@@ -51,17 +52,13 @@ from multitask_dr.errors import ConfigError, Interrupted, UserError
 from multitask_dr.models.network import NetworkConfig
 from multitask_dr.predict import PredictionWriter
 from multitask_dr.summary import summarise_run
-from multitask_dr.tasks.multitask import MultiTaskDR
+from multitask_dr.tasks.multitask import EVALUATION_SETTINGS, MultiTaskDR
 from multitask_dr.wandb_run import (
     WandbSaveConfig,
     default_wandb_mode,
     finish_wandb_run,
     wandb_run_dir,
 )
-
-#: Task settings that only change evaluation: ``validate``/``test``/``predict --ckpt_path`` take
-#: them from the command (its config and flags), not from the checkpoint's hyper-parameters.
-EVALUATION_SETTINGS = ("tta", "lesion_tta", "eval_window", "eval_overlap", "ensemble_checkpoints")
 
 #: ``--ckpt_path`` values Lightning resolves itself rather than reading a file of that name.
 CKPT_KEYWORDS = frozenset({"best", "last", "hpc", "registry"})

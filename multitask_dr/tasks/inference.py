@@ -17,6 +17,7 @@ with the model's own.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Literal
 
 import torch
@@ -133,20 +134,22 @@ def evaluate_image(
         lesion_tta: Test-time augmentation of the lesion probability maps.
     """
     out = forward(image)
-
-    def segment(view: Tensor) -> Tensor:
-        if window is not None and max(view.shape[-2:]) > window:
-            return sliding_window(lesion_logits, view, window, overlap)
-        return lesion_logits(view)
-
-    if window is not None and max(image.shape[-2:]) > window:
+    # Every view has the image's sides (flipped or swapped): one decision for all of them.
+    windowed = window is not None and max(image.shape[-2:]) > window
+    segment = (
+        partial(sliding_window, lesion_logits, window=window, overlap=overlap)
+        if windowed
+        else lesion_logits
+    )
+    if windowed:
         logits = segment(image)
         out["lesion_logits"] = logits
         out["lesion_probs"] = torch.sigmoid(logits)
     lesion_views = tta_views(image, lesion_tta)
     if len(lesion_views) > 1 and "lesion_probs" in out:
         maps = [out["lesion_probs"]]
-        maps += [undo_view(torch.sigmoid(segment(v)), i) for i, v in enumerate(lesion_views) if i]
+        for index, view in enumerate(lesion_views[1:], start=1):
+            maps.append(undo_view(torch.sigmoid(segment(view)), index))
         out["lesion_probs"] = torch.stack(maps).mean(dim=0)
     views = tta_views(image, tta)
     if len(views) > 1:

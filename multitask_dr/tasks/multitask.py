@@ -25,6 +25,11 @@ from multitask_dr.tasks.metrics import StageMetrics
 from multitask_dr.tasks.optimisation import warmup_cosine_adamw
 from multitask_dr.tasks.regularisation import Mixup, draw_mixup, teacher_maps
 
+#: Settings that change only how a trained model is evaluated, not the model: ``validate``,
+#: ``test`` and ``predict --ckpt_path`` take them from the command, not from the checkpoint, and
+#: ensemble members follow the model's.
+EVALUATION_SETTINGS = ("tta", "lesion_tta", "eval_window", "eval_overlap", "ensemble_checkpoints")
+
 
 class MultiTaskDR(LightningModule):
     """Lesion segmentation + DR grading with a shared encoder.
@@ -131,15 +136,9 @@ class MultiTaskDR(LightningModule):
     def configure_ensemble(self) -> None:
         """The ``ensemble_checkpoints``: checked now, loaded on first evaluation (see Ensemble)."""
         hp = self.hparams
-        load = partial(
-            MultiTaskDR.load_from_checkpoint,
-            map_location="cpu",
-            ensemble_checkpoints=None,
-            tta=hp.tta,
-            lesion_tta=hp.lesion_tta,
-            eval_window=hp.eval_window,
-            eval_overlap=hp.eval_overlap,
-        )
+        # Members evaluate as this model does; they hold no members of their own.
+        evaluation = {key: hp[key] for key in EVALUATION_SETTINGS} | {"ensemble_checkpoints": None}
+        load = partial(MultiTaskDR.load_from_checkpoint, map_location="cpu", **evaluation)
         self.ensemble = Ensemble(hp.ensemble_checkpoints or [], load)
 
     @property
@@ -206,9 +205,14 @@ class MultiTaskDR(LightningModule):
     def single_evaluation_forward(self, image: Tensor) -> dict[str, Tensor]:
         """:meth:`evaluation_forward` of this model alone (sliding window, ``tta``)."""
         hp = self.hparams
-        window = (hp.eval_window, hp.eval_overlap)
         return evaluate_image(
-            self, self.net.lesion_logits, image, hp.tta, *window, lesion_tta=hp.lesion_tta
+            self,
+            self.net.lesion_logits,
+            image,
+            tta=hp.tta,
+            window=hp.eval_window,
+            overlap=hp.eval_overlap,
+            lesion_tta=hp.lesion_tta,
         )
 
     def evaluate(

@@ -59,6 +59,7 @@ from benchmarks.cli_runs import (  # noqa: E402
 )
 from multitask_dr.cli import main as cli_main  # noqa: E402
 from multitask_dr.lesions import LESIONS  # noqa: E402
+from multitask_dr.tasks.multitask import EVALUATION_SETTINGS  # noqa: E402
 
 #: Variant -> overrides on the config.
 VARIANTS: dict[str, list[str]] = {
@@ -109,6 +110,12 @@ def run_paths(work: Path, variant: str, seed: int) -> tuple[Path, Path]:
     return work / f"{variant}-seed{seed}", work / f"{variant}-seed{seed}.yaml"
 
 
+def fit_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the model's evaluation-only settings, which a fit never reads."""
+    model = {k: v for k, v in config.get("model", {}).items() if k not in EVALUATION_SETTINGS}
+    return config | {"model": model}
+
+
 def last_logged(rows: list[dict[str, float]], key: str) -> float:
     """The last value of ``key`` in a CSV log (NaN when never logged)."""
     values = [row[key] for row in rows if key in row]
@@ -122,7 +129,7 @@ def run(base: dict[str, Any], variant: str, seed: int, args: argparse.Namespace,
     fitted = out / "fit.json"
     if args.reuse_fits and fitted.exists() and path.exists():
         # The same run fitted before (e.g. under --val-only): test it without fitting again.
-        if yaml.safe_load(path.read_text()) != config:
+        if fit_settings(yaml.safe_load(path.read_text())) != fit_settings(config):
             raise RuntimeError(f"{path} differs from this run's config: fit it again")
         fit_seconds = json.loads(fitted.read_text())["fit_s"]
     else:

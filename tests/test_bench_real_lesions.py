@@ -116,3 +116,14 @@ def test_fits_chosen_on_validation_are_tested_once_alone_and_as_an_ensemble(
     # A run's test splits are read once: testing it again stops.
     with pytest.raises(RuntimeError, match="read before"):
         bench.main([*common, "--reuse-fits"])
+
+
+def test_a_fit_is_reused_across_evaluation_settings_but_not_training_ones(tmp_path):
+    bench = load_script("benchmarks/bench_real_lesions.py")
+    base = bench.load_configs([REPO / "configs" / "real_lesions.yaml"])
+    fitted = bench.run_config(base, "pretrained", 0, [], tmp_path)
+    later = bench.run_config(base, "pretrained", 0, ["model.lesion_tta=dihedral"], tmp_path)
+    retrained = bench.run_config(base, "pretrained", 0, ["model.lr=0.01"], tmp_path)
+    assert bench.fit_settings(fitted) == bench.fit_settings(later)
+    assert bench.fit_settings(fitted) != bench.fit_settings(retrained)
+    assert later["model"]["lesion_tta"] == "dihedral"  # the config itself is left whole

@@ -21,6 +21,7 @@ OVERLAYS = {
     "logger/csv.yaml": ["demo.yaml"],
     "retinamnist_pretrained.yaml": ["retinamnist.yaml"],
     "joint_real.yaml": ["real_lesions.yaml"],
+    "eval_lesion_tta.yaml": ["real_lesions.yaml"],
     "joint_graded.yaml": ["demo.yaml"],
     "sweeps/trial.yaml": ["demo.yaml"],
     "gpu/gpu.yaml": ["tjdr_retinamnist.yaml"],

@@ -10,7 +10,8 @@ photographs are under Kaggle/EyePACS research terms and stay outside the reposit
 From the repository root::
 
     OMP_NUM_THREADS=1 .venv/bin/python docs/make_real_figures.py \\
-        --config DIR/pretrained-seed0.yaml --ckpt DIR/pretrained-seed0/ckpt/best.ckpt
+        --config DIR/pretrained-seed0.yaml --config configs/eval_lesion_tta.yaml \\
+        --ckpt DIR/pretrained-seed0/ckpt/best.ckpt
 """
 
 from __future__ import annotations
@@ -35,10 +36,15 @@ EYEPACS = REPO.parent / "shared" / "data" / "eyepacs_sample"
 DEFAULT_NAMES = ("16_left", "10_right")
 
 
-def predict(config: Path, ckpt: Path, out: Path) -> None:
-    """``multitask-dr predict`` on the EyePACS sample into ``out``."""
+def predict(configs: list[Path], ckpt: Path, out: Path) -> None:
+    """``multitask-dr predict`` with ``configs`` (in order) on the EyePACS sample into ``out``."""
     status = cli(
-        ["predict", "--config", str(config), "--ckpt_path", str(ckpt)]
+        [
+            "predict",
+            *(arg for c in configs for arg in ("--config", str(c))),
+            "--ckpt_path",
+            str(ckpt),
+        ]
         + ["--data.init_args.predict_dir", str(EYEPACS), "--prediction.output_dir", str(out)]
         + ["--prediction.overlay_max_side", "640", "--trainer.logger", "false"]
     )
@@ -68,7 +74,9 @@ def panel(overlay: np.ndarray, text: str, height: int) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     """Predict, then compose the chosen overlays into one picture."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, required=True, help="the run's config")
+    parser.add_argument(
+        "--config", type=Path, action="append", required=True, help="the run's config (+ overlays)"
+    )
     parser.add_argument("--ckpt", type=Path, required=True, help="its best checkpoint")
     parser.add_argument("--names", nargs="+", default=list(DEFAULT_NAMES))
     parser.add_argument("--output", type=Path, default=DOCS / "real_predict_overlay.png")

@@ -28,6 +28,10 @@ expected grade drops when that lesion's map is erased before the grade head (les
 :mod:`multitask_dr.attribution`), for any head that reads the maps; ``0`` for
 ``conditioning: none`` (its grade never sees the maps), ``null`` when the attribution package is
 not installed or ``lesion_effects`` is off.
+
+A model whose fit never had a graded image (e.g. ``configs/real_lesions.yaml``: lesion sources
+only) has an untrained grade head: its grade, probabilities, expected grade, contributions and
+effects are written as empty (``null``) with one warning, not as a grade it never learned.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import numpy as np
 import torch
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
 from torch import Tensor
 
@@ -53,7 +57,7 @@ from multitask_dr.datasets.images import read_image
 from multitask_dr.datasets.preprocess import FOV_THRESHOLD
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.datasets.release_mask import channels_to_release_mask, release_palette_image
-from multitask_dr.lesions import GRADE_NAMES, LESION_COLOURS, LESIONS, RELEASE_INDEX
+from multitask_dr.lesions import GRADE_NAMES, LESION_COLOURS, LESIONS, NUM_GRADES, RELEASE_INDEX
 from multitask_dr.models.ordinal import expected_grade
 
 log = logging.getLogger(__name__)
@@ -150,8 +154,19 @@ def lesion_effects(model: LightningModule, images: Tensor) -> Tensor | None:
     return ablate_lesion_maps(model, evidence, include_all=False).effect.float().cpu()
 
 
-def grade_fields(grade_probs: np.ndarray) -> dict[str, Any]:
-    """Predicted grade, its name, probabilities and expected grade of one image."""
+def grade_trained(model: LightningModule) -> bool:
+    """Whether ``model``'s grade head was trained (models without the record count as trained)."""
+    trained = getattr(model, "trained", None)
+    return trained("grade") if callable(trained) else True
+
+
+def grade_fields(grade_probs: np.ndarray | None) -> dict[str, Any]:
+    """Predicted grade, its name, probabilities and expected grade of one image.
+
+    ``None`` (an untrained grade head) gives the same keys, all ``None``.
+    """
+    if grade_probs is None:
+        return dict.fromkeys(("grade", "grade_name", "grade_probabilities", "expected_grade"))
     grade = int(grade_probs.argmax())
     return {
         "grade": grade,
@@ -199,6 +214,7 @@ class PredictionWriter(BasePredictionWriter):
         self.lesion_effects = lesion_effects
         self.out: Path | None = None
         self.rows: list[dict[str, Any]] = []
+        self.grades = True
 
     def resolve_output_dir(self, trainer: Trainer) -> Path:
         """``output_dir``, or ``predictions/<predict_dir name>``."""
@@ -214,6 +230,12 @@ class PredictionWriter(BasePredictionWriter):
         self.out = self.resolve_output_dir(trainer)
         self.out.mkdir(parents=True, exist_ok=True)
         self.rows = []
+        self.grades = grade_trained(pl_module)
+        if not self.grades:
+            rank_zero_warn(
+                "predict: this model's fit had no graded image, so its grade head is untrained: "
+                "grades, contributions and effects are left empty"
+            )
 
     def write_on_batch_end(
         self,
@@ -228,9 +250,10 @@ class PredictionWriter(BasePredictionWriter):
         """Write every image of the batch; a failing image is reported and skipped."""
         lesion_probs = prediction["lesion_probs"].float().cpu().numpy()
         grade_probs = prediction["grade_probs"].float().cpu()
-        contributions = prediction.get("contributions")
+        contributions = prediction.get("contributions") if self.grades else None
         logit = None if contributions is None else logit_contributions(contributions, grade_probs)
-        effects = lesion_effects(pl_module, batch["image"]) if self.lesion_effects else None
+        wanted = self.lesion_effects and self.grades
+        effects = lesion_effects(pl_module, batch["image"]) if wanted else None
         for i, name in enumerate(batch["name"]):
             row: dict[str, Any] = {"name": name, "path": batch["path"][i], "error": ""}
             error = batch["error"][i]
@@ -240,7 +263,7 @@ class PredictionWriter(BasePredictionWriter):
                         name,
                         Path(batch["path"][i]),
                         lesion_probs[i],
-                        grade_probs[i].numpy(),
+                        grade_probs[i].numpy() if self.grades else None,
                         _optional(logit, i),
                         _optional(effects, i),
                         tuple(batch["original_size"][i].tolist()),
@@ -258,7 +281,7 @@ class PredictionWriter(BasePredictionWriter):
         name: str,
         path: Path,
         lesion_probs: np.ndarray,
-        grade_probs: np.ndarray,
+        grade_probs: np.ndarray | None,
         logit: list[float | None],
         effects: list[float | None],
         original_size: tuple[int, int],
@@ -299,7 +322,8 @@ class PredictionWriter(BasePredictionWriter):
         }
         (self.out / f"{name}.json").write_text(json.dumps(report, indent=2))
         row: dict[str, Any] = {k: report[k] for k in ("grade", "grade_name", "expected_grade")}
-        row |= {f"p{g}": p for g, p in enumerate(report["grade_probabilities"])}
+        probabilities = report["grade_probabilities"] or [None] * NUM_GRADES
+        row |= {f"p{g}": p for g, p in enumerate(probabilities)}
         for lesion, values in lesions.items():
             for key in ("area_px", "count", "logit_contribution", "grade_effect"):
                 row[f"{lesion}_{key}"] = values[key]

@@ -85,3 +85,27 @@ def test_logit_contributions_softmax_centred_and_coral():
     assert logit_contributions(contributions, probs).tolist() == [[1.0, 2.0]]
     coral = torch.tensor([[[0.5], [-1.0]]])
     assert logit_contributions(coral, probs).tolist() == [[0.5, -1.0]]
+
+
+def test_an_untrained_grade_head_reports_no_grade(fitted, synthetic_root, tmp_path):
+    config, out = fitted
+    checkpoint = torch.load(out / "ckpt" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["state_dict"]["trained_steps"].tolist()[1] > 0  # the joint fit graded
+    # The same weights as if its fit had held lesion sources only.
+    checkpoint["state_dict"]["trained_steps"][1] = 0
+    lesions_only = tmp_path / "lesions_only.ckpt"
+    torch.save(checkpoint, lesions_only)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(next((synthetic_root / "tjdr" / "test" / "image").glob("*.png")), folder / "a.png")
+    results = tmp_path / "results"
+    args = ["predict", "--config", str(config), "--ckpt_path", str(lesions_only)]
+    args += ["--data.predict_dir", str(folder), "--prediction.output_dir", str(results)]
+    assert run_cli([*args, "--trainer.logger", "false"]) == 0
+    report = json.loads((results / "a.json").read_text())
+    assert report["grade"] is None and report["grade_probabilities"] is None
+    assert all(report["lesions"][lesion]["grade_effect"] is None for lesion in LESIONS)
+    assert report["lesions"]["EX"]["area_px"] >= 0  # lesions are still reported
+    with (results / "summary.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["grade"] == "" and row["p0"] == "" and row["error"] == ""

@@ -28,6 +28,8 @@ from multitask_dr.tasks.regularisation import Mixup, draw_mixup, teacher_maps
 #: Settings that change only how a trained model is evaluated, not the model: ``validate``,
 #: ``test`` and ``predict --ckpt_path`` take them from the command, not from the checkpoint, and
 #: ensemble members follow the model's.
+#: The two tasks, as named in losses and logs.
+TASKS = ("seg", "grade")
 EVALUATION_SETTINGS = ("tta", "lesion_tta", "eval_window", "eval_overlap", "ensemble_checkpoints")
 
 
@@ -97,6 +99,9 @@ class MultiTaskDR(LightningModule):
         self.configure_losses()
         self.configure_metrics()
         self.configure_ensemble()
+        # Training steps that had a lesion / a grading loss, kept in the checkpoint: ``predict``
+        # then knows whether a head was ever trained (-1: a checkpoint from before this record).
+        self.register_buffer("trained_steps", torch.zeros(len(TASKS), dtype=torch.long))
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
@@ -178,7 +183,7 @@ class MultiTaskDR(LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Sum the losses of every source in the batch."""
-        hp, losses = self.hparams, {"seg": [], "grade": []}
+        hp, losses = self.hparams, {kind: [] for kind in TASKS}
         sources = split_sources(batch)
         for name, part in sources.items():
             mix = draw_mixup(part, hp.mixup_alpha)
@@ -188,15 +193,31 @@ class MultiTaskDR(LightningModule):
             # decoder is skipped then (most of the cost of a grading-only step).
             out = self(image, lesions="mask" in part, lesion_maps=maps)
             seg_grade = self.source_losses(part, out, mix)
-            for kind, loss in zip(("seg", "grade"), seg_grade, strict=True):
+            for kind, loss in zip(TASKS, seg_grade, strict=True):
                 if loss is not None:
                     losses[kind].append(loss)
                     self.log(f"train/{name}/{kind}_loss", loss, batch_size=len(image))
+        for task, kind in enumerate(TASKS):
+            if losses[kind] and self.trained_steps[task] >= 0:
+                self.trained_steps[task] += 1
         seg, grade = (torch.stack(v).mean() if v else None for v in losses.values())
         loss = self.combine(seg, grade)
         size = len(next(iter(sources.values()))["image"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         return loss
+
+    def trained(self, task: str) -> bool:
+        """Whether ``task`` (``seg`` or ``grade``) had a loss in any training step so far.
+
+        Checkpoints written before the record count as trained (their history is unknown).
+        """
+        return int(self.trained_steps[TASKS.index(task)]) != 0
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Mark checkpoints without the training record as of unknown history."""
+        state = checkpoint.get("state_dict")
+        if state is not None and "trained_steps" not in state:
+            state["trained_steps"] = torch.full((len(TASKS),), -1, dtype=torch.long)
 
     def evaluation_forward(self, image: Tensor) -> dict[str, Tensor]:
         """This model's evaluation outputs averaged with the ensemble members' (if any)."""

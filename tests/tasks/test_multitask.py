@@ -216,3 +216,17 @@ def test_importing_the_task_installs_no_warning_filter():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_the_checkpoint_records_which_heads_were_trained(tmp_path):
+    task = MultiTaskDR(network=NetworkConfig(**TINY))
+    assert not task.trained("seg") and not task.trained("grade")
+    task.training_step({"segmentation": seg_batch()}, 0)
+    task.training_step({"segmentation": seg_batch()}, 1)
+    assert task.trained_steps.tolist() == [2, 0]  # lesion-only data: the grade head is untrained
+    task.training_step({"segmentation": seg_batch(), "grading": grade_batch()}, 2)
+    assert task.trained_steps.tolist() == [3, 1]
+    # The record travels in the weights (a resumed or loaded model keeps it).
+    restored = MultiTaskDR(network=NetworkConfig(**TINY))
+    restored.load_state_dict(task.state_dict())
+    assert restored.trained("grade") and restored.trained_steps.tolist() == [3, 1]

@@ -249,11 +249,15 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         """Write every image of the batch; a failing image is reported and skipped."""
         lesion_probs = prediction["lesion_probs"].float().cpu().numpy()
-        grade_probs = prediction["grade_probs"].float().cpu()
-        contributions = prediction.get("contributions") if self.grades else None
-        logit = None if contributions is None else logit_contributions(contributions, grade_probs)
-        wanted = self.lesion_effects and self.grades
-        effects = lesion_effects(pl_module, batch["image"]) if wanted else None
+        # An untrained grade head: no grade, and nothing measured against it.
+        grade_probs = logit = effects = None
+        if self.grades:
+            grade_probs = prediction["grade_probs"].float().cpu()
+            contributions = prediction.get("contributions")
+            if contributions is not None:
+                logit = logit_contributions(contributions, grade_probs)
+            if self.lesion_effects:
+                effects = lesion_effects(pl_module, batch["image"])
         for i, name in enumerate(batch["name"]):
             row: dict[str, Any] = {"name": name, "path": batch["path"][i], "error": ""}
             error = batch["error"][i]
@@ -263,7 +267,7 @@ class PredictionWriter(BasePredictionWriter):
                         name,
                         Path(batch["path"][i]),
                         lesion_probs[i],
-                        grade_probs[i].numpy() if self.grades else None,
+                        None if grade_probs is None else grade_probs[i].numpy(),
                         _optional(logit, i),
                         _optional(effects, i),
                         tuple(batch["original_size"][i].tolist()),

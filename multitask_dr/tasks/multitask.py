@@ -25,11 +25,11 @@ from multitask_dr.tasks.metrics import StageMetrics
 from multitask_dr.tasks.optimisation import warmup_cosine_adamw
 from multitask_dr.tasks.regularisation import Mixup, draw_mixup, teacher_maps
 
+#: The two tasks, as named in losses and logs.
+TASKS = ("seg", "grade")
 #: Settings that change only how a trained model is evaluated, not the model: ``validate``,
 #: ``test`` and ``predict --ckpt_path`` take them from the command, not from the checkpoint, and
 #: ensemble members follow the model's.
-#: The two tasks, as named in losses and logs.
-TASKS = ("seg", "grade")
 EVALUATION_SETTINGS = ("tta", "lesion_tta", "eval_window", "eval_overlap", "ensemble_checkpoints")
 
 

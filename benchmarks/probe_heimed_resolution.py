@@ -4,10 +4,12 @@ Not a framework benchmark: a plain smp Unet (EfficientNet-Lite0 from the offline
 weights, smp's default decoder, one EX output) trained for ``--steps`` Adam steps (one-cycle LR)
 on the HEI-MED train split that ``configs/real_lesions.yaml`` draws (``split_seed`` 0), through
 the project's own ``TJDRDataModule`` (same masks, patches, normalisation), Dice + BCE. It scores
-validation EX AUPR (200 thresholds) four ways: on the working-resolution masks, and on masks at
-1024² (about HEI-MED's native 979-1098 px field of view) with the probabilities upsampled
-bilinearly — the only score that compares working resolutions — each over all validation
-photographs and over those with exudate. Never touches the test split.
+validation EX AUPR (the task's AUPR thresholds) four ways: on the working-resolution masks, and
+on masks at 1024² (about HEI-MED's native 979-1098 px field of view) with the probabilities
+upsampled bilinearly — the only score that compares working resolutions — each over all
+validation photographs and over those with exudate. ``--resolution`` also prints the
+working-resolution score at several AUPR threshold counts beside the exact average precision
+(how many thresholds a saturated real map needs). Never touches the test split.
 
 ``--mask-rule majority`` trains on masks downsampled by area majority instead of the default
 max-pooling (a pixel is a lesion when any pixel under it is).
@@ -15,6 +17,7 @@ max-pooling (a pixel is a lesion when any pixel under it is).
 Usage (the repository root; ~10 min on a quiet 2-core CPU with 1 thread)::
 
     OMP_NUM_THREADS=1 python benchmarks/probe_heimed_resolution.py --size 768
+    OMP_NUM_THREADS=1 python benchmarks/probe_heimed_resolution.py --size 512 --resolution
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ import segmentation_models_pytorch as smp  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import yaml  # noqa: E402
+from torchmetrics.classification import BinaryAveragePrecision  # noqa: E402
 
 import multitask_dr.datasets.preprocess as preprocess  # noqa: E402
 from multitask_dr.datamodules.tjdr import TJDRDataModule  # noqa: E402
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS  # noqa: E402
 from multitask_dr.models.pretrained import load_offline_imagenet  # noqa: E402
-from multitask_dr.tasks.metrics import BinnedAveragePrecision  # noqa: E402
+from multitask_dr.tasks.metrics import AUPR_THRESHOLDS, BinnedAveragePrecision  # noqa: E402
 
 EX = LESIONS.index("EX")
 MAX_POOL = preprocess.resize_mask
@@ -108,13 +112,18 @@ def score(net: torch.nn.Module, args: argparse.Namespace) -> dict[str, float]:
     """Validation EX AUPR at the working and the scoring resolution, all / with exudate."""
     work = heimed(args, args.size, "max_pool")
     native = heimed(args, SCORE_SIZE, "max_pool", eval_batch_size=1, patch_size=None)
-    metrics = {key: BinnedAveragePrecision(1, 200, IGNORE_INDEX) for key in ("w", "wl", "n", "nl")}
+    metrics = {
+        key: BinnedAveragePrecision(1, AUPR_THRESHOLDS, IGNORE_INDEX)
+        for key in ("w", "wl", "n", "nl")
+    }
     predictions = {}
+    working: list[tuple[torch.Tensor, torch.Tensor]] = []
     for batch in work.val_dataloader():
         probs = torch.sigmoid(net(batch["image"]))
         for name, prob, mask in zip(batch["name"], probs, batch["mask"], strict=True):
             predictions[name] = prob[None]
             target = mask[None, EX : EX + 1].long()
+            working.append((prob[None], target))
             metrics["w"].update(prob[None], target)
             if (target == 1).any():
                 metrics["wl"].update(prob[None], target)
@@ -124,7 +133,33 @@ def score(net: torch.nn.Module, args: argparse.Namespace) -> dict[str, float]:
         metrics["n"].update(prob, target)
         if (target == 1).any():
             metrics["nl"].update(prob, target)
+    if args.resolution:
+        print_resolution_table(working)
     return {key: metric.compute().item() for key, metric in metrics.items()}
+
+
+RESOLUTIONS = (200, 1_000, 10_000, 100_000)
+
+
+def print_resolution_table(working: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Working-resolution validation EX AUPR at several threshold counts and exactly."""
+    binned = {count: BinnedAveragePrecision(1, count, IGNORE_INDEX) for count in RESOLUTIONS}
+    for prob, target in working:
+        for metric in binned.values():
+            metric.update(prob, target)
+    probs = torch.cat([prob.flatten() for prob, _ in working])
+    targets = torch.cat([target.flatten() for _, target in working])
+    scored = targets != IGNORE_INDEX
+    probs, targets = probs[scored], targets[scored]
+    exact = BinaryAveragePrecision(thresholds=None)(probs, targets).item()
+    lesion = probs[targets == 1]
+    saturated = (lesion > 0.995).float().mean().item()
+    negatives_above = int(((probs > 0.995) & (targets == 0)).sum())
+    print(f"EX pixels above p = 0.995: {saturated:.1%} ({negatives_above} negatives above it)")
+    print("| AUPR thresholds | " + " | ".join(f"{count:,}" for count in RESOLUTIONS) + " | exact |")
+    print("|---|" + "---|" * (len(RESOLUTIONS) + 1))
+    values = " | ".join(f"{binned[count].compute().item():.4f}" for count in RESOLUTIONS)
+    print(f"| val EX AUPR (working res, all) | {values} | {exact:.4f} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--mask-rule", choices=("max_pool", "majority"), default="max_pool")
+    parser.add_argument(
+        "--resolution", action="store_true", help="also print AUPR against threshold count"
+    )
     parser.add_argument("--cache", type=Path, default=REPO / "data" / "cache" / "probe")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

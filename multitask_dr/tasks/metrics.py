@@ -3,8 +3,9 @@
 :class:`LesionScores` holds the lesion metric rules: per-lesion Dice and IoU from true/false
 positives accumulated over the whole evaluation set at threshold 0.5, where a lesion type absent
 from both the labels and the predictions of the whole set scores NaN and is left out of the
-mean; AUPR is average precision over 200 thresholds (:class:`BinnedAveragePrecision`), NaN for a
-lesion type with no positive pixel, also left out of the mean. :func:`grade_metrics` are the
+mean; AUPR is average precision over :data:`AUPR_THRESHOLDS` thresholds
+(:class:`BinnedAveragePrecision`), NaN for a lesion type with no positive pixel, also left out of
+the mean. :func:`grade_metrics` are the
 grading metrics (accuracy, macro AUC, quadratic kappa, per-grade recall).
 
 Pixel-level average precision has to scale to segmentation maps: torchmetrics' binned
@@ -31,6 +32,12 @@ from torchmetrics.classification import (
 )
 
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS, NUM_GRADES
+
+#: Evenly spaced thresholds of the lesion AUPR. Trained lesion maps are saturated (a quarter of
+#: the exudate pixels of a real model score above 0.995), so coarse bins merge the top of the
+#: ranking and read AUPR low; with this many the binned value agrees with the exact one to about
+#: 1e-3 (docs/benchmarks.md, "AUPR resolution"). The histograms stay small (C x T counts).
+AUPR_THRESHOLDS = 100_000
 
 
 class BinnedAveragePrecision(Metric):
@@ -138,7 +145,7 @@ class LesionScores(BinnedAveragePrecision):
         self,
         lesions: Sequence[str] = LESIONS,
         threshold: float = 0.5,
-        thresholds: int = 200,
+        thresholds: int = AUPR_THRESHOLDS,
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
         super().__init__(len(lesions), thresholds, ignore_index)

@@ -2,9 +2,17 @@ import math
 
 import pytest
 import torch
-from torchmetrics.classification import MultilabelAveragePrecision, MultilabelPrecisionRecallCurve
+from torchmetrics.classification import (
+    BinaryAveragePrecision,
+    MultilabelAveragePrecision,
+    MultilabelPrecisionRecallCurve,
+)
 
-from multitask_dr.tasks.metrics import BinnedAveragePrecision, BinnedPrecisionRecallCurve
+from multitask_dr.tasks.metrics import (
+    BinnedAveragePrecision,
+    BinnedPrecisionRecallCurve,
+    LesionScores,
+)
 
 
 @pytest.mark.parametrize("thresholds", [5, 50, 200])
@@ -60,3 +68,20 @@ def test_pr_curve_equals_torchmetrics_binned_curve(thresholds):
     assert torch.allclose(precision, ref_precision, atol=1e-6, equal_nan=True)
     assert torch.allclose(recall, ref_recall, atol=1e-6, equal_nan=True)
     assert torch.allclose(grid, ref_grid)
+
+
+def test_lesion_aupr_resolves_saturated_maps_like_the_exact_value():
+    """A trained map puts its confident pixels in [0.995, 1): coarse bins merge their ranking."""
+    torch.manual_seed(2)
+    target = (torch.rand(2, 1, 64, 64) < 0.05).long()
+    # Lesions rank above most retina, but both crowd the top 0.5 % of the probability range.
+    score = torch.rand(2, 1, 64, 64) + 0.6 * target
+    probs = 0.995 + 0.0049 * score / score.max()
+    probs[torch.rand_like(probs) < 0.5] = 0.01  # half the retina is confidently background
+    exact = BinaryAveragePrecision(thresholds=None)(probs.flatten(), target.flatten()).item()
+    coarse = BinnedAveragePrecision(1, 200)
+    coarse.update(probs, target)
+    lesion = LesionScores(lesions=("EX",))
+    lesion.update(probs, target)
+    assert coarse.compute().item() < exact - 0.2  # one bin: AUPR falls to the bin's precision
+    assert lesion.compute()["aupr_EX"].item() == pytest.approx(exact, abs=2e-3)

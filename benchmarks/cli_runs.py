@@ -57,7 +57,9 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
             node = config
             for part in parents:
                 node = node.setdefault(part, {})
-            node.setdefault(last, []).append(yaml.safe_load(value))
+            if node.get(last) is None:  # absent, or null in YAML (e.g. trainer.callbacks)
+                node[last] = []
+            node[last].append(yaml.safe_load(value))
         else:
             set_key(config, key, yaml.safe_load(value))
     return config

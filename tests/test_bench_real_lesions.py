@@ -127,3 +127,13 @@ def test_a_fit_is_reused_across_evaluation_settings_but_not_training_ones(tmp_pa
     assert bench.fit_settings(fitted) == bench.fit_settings(later)
     assert bench.fit_settings(fitted) != bench.fit_settings(retrained)
     assert later["model"]["lesion_tta"] == "dihedral"  # the config itself is left whole
+
+
+def test_an_appended_callback_lands_in_a_list_yaml_left_null_or_absent():
+    bench = load_script("benchmarks/bench_real_lesions.py")
+    callback = "{class_path: lightning.pytorch.callbacks.EMAWeightAveraging}"
+    for trainer in ({"callbacks": None}, {}, {"callbacks": [{"class_path": "A"}]}):
+        config = bench.apply_overrides({"trainer": trainer}, [f"trainer.callbacks+={callback}"])
+        paths = [entry["class_path"] for entry in config["trainer"]["callbacks"]]
+        assert paths[-1] == "lightning.pytorch.callbacks.EMAWeightAveraging"
+        assert paths[:-1] == [entry["class_path"] for entry in trainer.get("callbacks") or []]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,12 @@ from multitask_dr.wandb_run import (
     wandb_run_dir,
 )
 
+#: Lightning's WeightAveraging (e.g. EMA weights) warns outside ``fit`` that it cannot restore
+#: its own state. It need not: the checkpoint's weights are already the averaged ones, which is
+#: what ``validate``/``test``/``predict`` should use.
+AVERAGING_OUTSIDE_FIT = (
+    "You're using the WeightAveraging callback, but loading a checkpoint outside"
+)
 #: ``--ckpt_path`` values Lightning resolves itself rather than reading a file of that name.
 CKPT_KEYWORDS = frozenset({"best", "last", "hpc", "registry"})
 
@@ -300,6 +307,7 @@ def run(argv: list[str], from_command_line: bool) -> int:
         raise ConfigError(f"{BASE_CONFIG} is missing (the configs' shared base)")
     check_network_keys(argv)
     default_wandb_mode()
+    warnings.filterwarnings("ignore", message=AVERAGING_OUTSIDE_FIT)
     if from_command_line:
         sys.argv = [sys.argv[0], *argv]
     try:

@@ -84,7 +84,7 @@ def test_seeds_reach_the_grading_source_joint_or_alone(tmp_path):
 
 
 def test_fits_chosen_on_validation_are_tested_once_alone_and_as_an_ensemble(
-    synthetic_root, tmp_path, capsys
+    synthetic_root, tmp_path, capsys, recwarn
 ):
     bench = load_script("benchmarks/bench_real_lesions.py")
     config = tiny_config(synthetic_root, tmp_path)
@@ -105,6 +105,8 @@ def test_fits_chosen_on_validation_are_tested_once_alone_and_as_an_ensemble(
     single = [r["test"]["test/seg/heimed/aupr_EX"] for r in results]
     assert all(0.0 <= value <= 1.0 for value in single)
     assert "| ensemble of seeds 0+1 |" in capsys.readouterr().out
+    # The config's EMA weights are what the test reads: no advice that their state is lost.
+    assert not [w for w in recwarn if "WeightAveraging" in str(w.message)]
     # The test-only override reached the test, not the fit.
     for run in ("scratch-seed0", "scratch-seed1"):
         fit = yaml.safe_load((work / f"{run}.yaml").read_text())

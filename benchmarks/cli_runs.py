@@ -18,12 +18,18 @@ from typing import Any
 import yaml
 
 
-def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``config["a"]["b"]`` for ``"a.b"``, creating dicts on the way."""
+def parent_node(config: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
+    """The dict holding ``"a.b"``'s last key (``config["a"]``, created on the way) and that key."""
     *parents, last = dotted.split(".")
     node = config
     for key in parents:
         node = node.setdefault(key, {})
+    return node, last
+
+
+def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``config["a"]["b"]`` for ``"a.b"``, creating dicts on the way."""
+    node, last = parent_node(config, dotted)
     node[last] = value
 
 
@@ -53,10 +59,7 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     for item in overrides:
         key, _, value = item.partition("=")
         if key.endswith("+"):  # KEY+=VALUE appends to a list (e.g. a callback)
-            *parents, last = key[:-1].split(".")
-            node = config
-            for part in parents:
-                node = node.setdefault(part, {})
+            node, last = parent_node(config, key[:-1])
             if node.get(last) is None:  # absent, or null in YAML (e.g. trainer.callbacks)
                 node[last] = []
             node[last].append(yaml.safe_load(value))

@@ -19,11 +19,23 @@ import yaml
 
 
 def parent_node(config: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
-    """The dict holding ``"a.b"``'s last key (``config["a"]``, created on the way) and that key."""
+    """The dict holding ``"a.b"``'s last key (``config["a"]``, created on the way) and that key.
+
+    A number indexes a list on the way: ``data.init_args.segmentation.0.init_args.patch_size``
+    is the first lesion source's patch size.
+    """
     *parents, last = dotted.split(".")
-    node = config
+    node: Any = config
     for key in parents:
-        node = node.setdefault(key, {})
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                # A mistyped override: one line, no traceback.
+                raise SystemExit(
+                    f"--set {dotted}: {key!r} is not an index of a {len(node)}-item list"
+                )
+            node = node[int(key)]
+        else:
+            node = node.setdefault(key, {})
     return node, last
 
 

@@ -139,3 +139,15 @@ def test_an_appended_callback_lands_in_a_list_yaml_left_null_or_absent():
         paths = [entry["class_path"] for entry in config["trainer"]["callbacks"]]
         assert paths[-1] == "lightning.pytorch.callbacks.EMAWeightAveraging"
         assert paths[:-1] == [entry["class_path"] for entry in trainer.get("callbacks") or []]
+
+
+def test_a_number_in_a_dotted_key_indexes_a_list_of_lesion_sources():
+    bench = load_script("benchmarks/bench_real_lesions.py")
+    sources = [{"init_args": {"patch_size": 192}}, {"init_args": {"patch_size": 192}}]
+    config = {"data": {"init_args": {"segmentation": sources}}}
+    key = "data.init_args.segmentation.1.init_args.patch_size"
+    changed = bench.apply_overrides(config, [f"{key}=288"])
+    patches = [s["init_args"]["patch_size"] for s in changed["data"]["init_args"]["segmentation"]]
+    assert patches == [192, 288]
+    with pytest.raises(SystemExit, match="'2' is not an index of a 2-item list"):
+        bench.apply_overrides(config, ["data.init_args.segmentation.2.init_args.patch_size=1"])

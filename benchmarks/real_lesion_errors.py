@@ -1,0 +1,174 @@
+"""Diagnostic: where a trained model's exudate errors lie on a lesion source's validation split.
+
+Not a benchmark of speed or of a goal: it reads one checkpoint (for example a fit of
+``benchmarks/bench_real_lesions.py --val-only``) and one lesion source of its config, predicts the
+source's **validation** photographs (never the test split) with the checkpoint's own evaluation
+settings, and prints Markdown tables of EX AUPR (the task's AUPR thresholds):
+
+- pooled over the split, and per photograph with exudate;
+- with the negatives within ``d`` pixels of a labelled exudate left unscored (how much of the
+  error is the outline's precision rather than a missed or invented lesion), and likewise near
+  the ignore regions (``Other Bright Lesion`` in HEI-MED);
+- where the confident false positives are (retina scored at or above the median exudate pixel's
+  probability): in photographs without exudate, next to a labelled exudate, elsewhere in
+  photographs with exudate, near the field-of-view edge.
+
+Usage (the repository root; about 2 min on the 2-core CPU)::
+
+    OMP_NUM_THREADS=1 python benchmarks/real_lesion_errors.py \
+        --config WORK/pretrained-seed0.yaml --ckpt WORK/pretrained-seed0/ckpt/best.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from multitask_dr.datamodules.tjdr import TJDRDataModule  # noqa: E402
+from multitask_dr.lesions import IGNORE_INDEX, LESIONS  # noqa: E402
+from multitask_dr.tasks.metrics import AUPR_THRESHOLDS, BinnedAveragePrecision  # noqa: E402
+from multitask_dr.tasks.multitask import MultiTaskDR  # noqa: E402
+
+BOUNDARY_BANDS = (1, 2, 3, 5)
+IGNORE_BANDS = (3, 10)
+NEAR_LESION = 3
+NEAR_EDGE = 10
+
+
+def source_datamodule(config: dict[str, Any], name: str, checkpoint: dict) -> TJDRDataModule:
+    """The config's lesion source ``name``, with the normalisation the checkpoint trained with."""
+    sources = config["data"]["init_args"]["segmentation"]
+    sources = sources if isinstance(sources, list) else [sources]
+    for source in sources:
+        settings = dict(source["init_args"])
+        if settings.get("name") == name:
+            stats = checkpoint.get(type_name(config), {}).get(name, {})
+            settings |= {k: tuple(stats[k]) for k in ("mean", "std") if k in stats}
+            datamodule = TJDRDataModule(**settings)
+            datamodule.setup("validate")
+            return datamodule
+    raise SystemExit(f"no lesion source named {name!r} in the config")
+
+
+def type_name(config: dict[str, Any]) -> str:
+    """The datamodule's class name, the key Lightning stores its state under."""
+    return config["data"]["class_path"].rsplit(".", 1)[-1]
+
+
+@torch.no_grad()
+def predict(model: MultiTaskDR, datamodule: TJDRDataModule, lesion: int) -> tuple[np.ndarray, ...]:
+    """Probabilities, masks and field-of-view masks of ``lesion`` over the validation split."""
+    probs, masks, fovs = [], [], []
+    # Outside the circular field of view the crop leaves black, normalised per channel.
+    mean, std = np.asarray(datamodule.mean), np.asarray(datamodule.std)
+    black = (-mean / std).astype(np.float32)[None, :, None, None]
+    for batch in datamodule.val_dataloader():
+        out = model.evaluation_forward(batch["image"])
+        probs.append(out["lesion_probs"][:, lesion].numpy())
+        masks.append(batch["mask"][:, lesion].numpy())
+        fovs.append(~np.isclose(batch["image"].numpy(), black).all(axis=1))
+    return np.concatenate(probs), np.concatenate(masks), np.concatenate(fovs)
+
+
+def aupr(probs: np.ndarray, masks: np.ndarray, unscored: np.ndarray | None = None) -> float:
+    """AUPR over every scored pixel; ``unscored`` pixels count as ignore regions."""
+    target = masks.astype(np.int64)
+    if unscored is not None:
+        target = np.where(unscored, IGNORE_INDEX, target)
+    metric = BinnedAveragePrecision(1, AUPR_THRESHOLDS, IGNORE_INDEX)
+    for prob, mask in zip(probs, target, strict=True):
+        metric.update(torch.from_numpy(prob)[None, None], torch.from_numpy(mask)[None, None])
+    return metric.compute().item()
+
+
+def near(masks: np.ndarray, value: int, pixels: int) -> np.ndarray:
+    """Pixels within ``pixels`` (chessboard distance) of a pixel equal to ``value``."""
+    kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)
+    return np.stack([cv2.dilate((m == value).astype(np.uint8), kernel) > 0 for m in masks])
+
+
+def report(probs: np.ndarray, masks: np.ndarray, fovs: np.ndarray, names: list[str]) -> None:
+    """Print the tables."""
+    negative = masks == 0
+    print(
+        f"pooled EX AUPR over {len(masks)} photographs: {aupr(probs, masks):.3f} "
+        f"(field of view: {fovs.mean():.0%} of the pixels)\n"
+    )
+    print("| photograph | exudate pixels | EX AUPR |\n|---|---|---|")
+    for i, name in enumerate(names):
+        if (masks[i] == 1).any():
+            score = aupr(probs[i : i + 1], masks[i : i + 1])
+            print(f"| {name} | {int((masks[i] == 1).sum())} | {score:.3f} |")
+    print(
+        f"\n| negatives left unscored | EX AUPR |\n|---|---|\n| none | {aupr(probs, masks):.3f} |"
+    )
+    for pixels in BOUNDARY_BANDS:
+        band = near(masks, 1, pixels) & negative
+        print(f"| within {pixels} px of a labelled exudate | {aupr(probs, masks, band):.3f} |")
+    for pixels in IGNORE_BANDS:
+        band = near(masks, IGNORE_INDEX, pixels) & negative
+        print(f"| within {pixels} px of an ignore region | {aupr(probs, masks, band):.3f} |")
+    threshold = float(np.median(probs[masks == 1]))
+    confident = negative & (probs >= threshold)
+    with_lesion = np.array([(m == 1).any() for m in masks])[:, None, None]
+    next_to = near(masks, 1, NEAR_LESION)
+    edge = ~np.stack(
+        [
+            cv2.erode(f.astype(np.uint8), np.ones((2 * NEAR_EDGE + 1,) * 2, np.uint8)) > 0
+            for f in fovs
+        ]
+    )
+    total = max(int(confident.sum()), 1)
+    print(
+        f"\nconfident false positives (p >= {threshold:.3f}, the median exudate pixel's): "
+        f"{int(confident.sum())} pixels against {int((probs[masks == 1] >= threshold).sum())} "
+        "exudate pixels at or above it\n"
+    )
+    print("| where | share |\n|---|---|")
+    rows = {
+        "photographs without exudate": confident & ~with_lesion,
+        f"within {NEAR_LESION} px of a labelled exudate": confident & next_to,
+        "elsewhere in photographs with exudate": confident & with_lesion & ~next_to,
+        f"within {NEAR_EDGE} px of the field-of-view edge": confident & edge,
+    }
+    for where, pixels in rows.items():
+        print(f"| {where} | {pixels.sum() / total:.0%} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Predict the validation split once and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="the run's composed config")
+    parser.add_argument("--ckpt", type=Path, required=True)
+    parser.add_argument("--source", default="heimed", help="lesion source name")
+    parser.add_argument("--lesion", default="EX", choices=LESIONS)
+    parser.add_argument(
+        "--lesion-tta", choices=("none", "flips", "dihedral"), help="default: the checkpoint's"
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    config = yaml.safe_load(args.config.read_text())
+    checkpoint = torch.load(args.ckpt, map_location="cpu", weights_only=False)
+    os.chdir(REPO)  # the config's data roots are relative to the repository
+    datamodule = source_datamodule(config, args.source, checkpoint)
+    model = MultiTaskDR.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
+    if args.lesion_tta is not None:
+        model.hparams.lesion_tta = args.lesion_tta
+    probs, masks, fovs = predict(model, datamodule, LESIONS.index(args.lesion))
+    report(probs, masks, fovs, [r.name for r in datamodule.datasets["val"].records])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""benchmarks/real_lesion_errors.py: its error tables on hand-made maps and on a tiny real fit."""
+
+import json
+import re
+
+import numpy as np
+import yaml
+
+from tests.scripts import load_script
+from tests.test_bench_real_lesions import tiny_config
+
+
+def lesion_with_a_halo() -> tuple[np.ndarray, np.ndarray]:
+    """One 4x4 exudate scored 0.8, a one-pixel ring around it scored 0.9, the rest 0.1."""
+    masks = np.zeros((1, 16, 16), np.uint8)
+    masks[0, 6:10, 6:10] = 1
+    probs = np.full((1, 16, 16), 0.1, np.float32)
+    probs[0, 5:11, 5:11] = 0.9
+    probs[0, 6:10, 6:10] = 0.8
+    return probs, masks
+
+
+def test_negatives_next_to_a_lesion_left_unscored_lift_aupr_to_one():
+    errors = load_script("benchmarks/real_lesion_errors.py")
+    probs, masks = lesion_with_a_halo()
+    scored = errors.aupr(probs, masks)
+    assert scored < 0.9
+    ring = errors.near(masks, 1, 1) & (masks == 0)
+    assert ring.sum() == 36 - 16
+    assert errors.aupr(probs, masks, ring) > 0.999
+
+
+def test_confident_false_positives_are_placed(capsys):
+    errors = load_script("benchmarks/real_lesion_errors.py")
+    probs, masks = lesion_with_a_halo()
+    # A second photograph without exudate, with four confident pixels in the middle.
+    healthy = np.full((1, 16, 16), 0.1, np.float32)
+    healthy[0, 7:9, 7:9] = 0.95
+    probs = np.concatenate([probs, healthy])
+    masks = np.concatenate([masks, np.zeros_like(masks)])
+    fovs = np.ones(masks.shape, bool)
+    errors.report(probs, masks, fovs, ["lesion", "healthy"])
+    printed = capsys.readouterr().out
+    # 20 halo pixels beside the lesion, 4 in the healthy photograph.
+    assert "24 pixels against 16 exudate pixels" in printed
+    assert "| photographs without exudate | 17% |" in printed
+    assert "| within 3 px of a labelled exudate | 83% |" in printed
+    assert "| lesion | 16 |" in printed and "| healthy |" not in printed
+
+
+def test_pooled_aupr_is_the_fits_own_validation_score(
+    synthetic_root, tmp_path, capsys, monkeypatch
+):
+    bench = load_script("benchmarks/bench_real_lesions.py")
+    errors = load_script("benchmarks/real_lesion_errors.py")
+    config_path = tiny_config(synthetic_root, tmp_path)
+    config = yaml.safe_load(config_path.read_text())
+    config["trainer"]["limit_val_batches"] = None  # the whole validation split, as the script
+    config_path.write_text(yaml.safe_dump(config))
+    work, out = tmp_path / "w", tmp_path / "results.json"
+    monkeypatch.chdir(tmp_path)  # the script moves to the repository root; come back after
+    common = ["--config", str(config_path), "--variants", "scratch", "--seeds", "0"]
+    bench.main([*common, "--val-only", "--work", str(work), "--json", str(out)])
+    (result,) = json.loads(out.read_text())
+    best = result["val_monitor"]
+    capsys.readouterr()
+    run = work / "scratch-seed0"
+    errors.main(["--config", f"{run}.yaml", "--ckpt", str(run / "ckpt" / "best.ckpt")])
+    printed = capsys.readouterr().out
+    pooled = float(re.search(r"pooled EX AUPR over \d+ photographs: ([0-9.]+)", printed)[1])
+    assert best > 0 and abs(pooled - best) < 2e-3  # the printed value has 3 decimals
+    assert "field of view: " in printed and "| where | share |" in printed
+    assert not list(work.glob("*/test"))  # validation only

@@ -3,7 +3,8 @@
 Not a benchmark of speed or of a goal: it reads one checkpoint (for example a fit of
 ``benchmarks/bench_real_lesions.py --val-only``) and one lesion source of its config, predicts the
 source's **validation** photographs (never the test split) with the checkpoint's own evaluation
-settings, and prints Markdown tables of EX AUPR (the task's AUPR thresholds):
+settings, and prints Markdown tables of one lesion type's AUPR (``--lesion``, EX by default;
+the task's AUPR thresholds):
 
 - pooled over the split, and per photograph with exudate;
 - with the negatives within ``d`` pixels of a labelled exudate left unscored (how much of the
@@ -99,49 +100,51 @@ def near(masks: np.ndarray, value: int, pixels: int) -> np.ndarray:
     return np.stack([cv2.dilate((m == value).astype(np.uint8), kernel) > 0 for m in masks])
 
 
-def report(probs: np.ndarray, masks: np.ndarray, fovs: np.ndarray, names: list[str]) -> None:
-    """Print the tables."""
-    negative = masks == 0
-    print(
-        f"pooled EX AUPR over {len(masks)} photographs: {aupr(probs, masks):.3f} "
-        f"(field of view: {fovs.mean():.0%} of the pixels)\n"
-    )
-    print("| photograph | exudate pixels | EX AUPR |\n|---|---|---|")
+def near_edge(fovs: np.ndarray, pixels: int) -> np.ndarray:
+    """Pixels outside the field of view or within ``pixels`` of its edge."""
+    kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)
+    return ~np.stack([cv2.erode(f.astype(np.uint8), kernel) > 0 for f in fovs])
+
+
+def print_aupr_tables(probs: np.ndarray, masks: np.ndarray, names: list[str], lesion: str) -> None:
+    """Pooled and per-photograph AUPR, and AUPR with negatives near outlines left unscored."""
+    pooled = aupr(probs, masks)
+    print(f"pooled {lesion} AUPR over {len(masks)} photographs: {pooled:.3f}\n")
+    print(f"| photograph | {lesion} pixels | {lesion} AUPR |\n|---|---|---|")
     for i, name in enumerate(names):
         if (masks[i] == 1).any():
             score = aupr(probs[i : i + 1], masks[i : i + 1])
             print(f"| {name} | {int((masks[i] == 1).sum())} | {score:.3f} |")
-    print(
-        f"\n| negatives left unscored | EX AUPR |\n|---|---|\n| none | {aupr(probs, masks):.3f} |"
-    )
+    print(f"\n| negatives left unscored | {lesion} AUPR |\n|---|---|\n| none | {pooled:.3f} |")
+    negative = masks == 0
     for pixels in BOUNDARY_BANDS:
         band = near(masks, 1, pixels) & negative
-        print(f"| within {pixels} px of a labelled exudate | {aupr(probs, masks, band):.3f} |")
+        print(f"| within {pixels} px of a labelled {lesion} | {aupr(probs, masks, band):.3f} |")
     for pixels in IGNORE_BANDS:
         band = near(masks, IGNORE_INDEX, pixels) & negative
         print(f"| within {pixels} px of an ignore region | {aupr(probs, masks, band):.3f} |")
+
+
+def print_false_positives(
+    probs: np.ndarray, masks: np.ndarray, fovs: np.ndarray, lesion: str
+) -> None:
+    """Where the retina scored at or above the median lesion pixel's probability lies."""
     threshold = float(np.median(probs[masks == 1]))
-    confident = negative & (probs >= threshold)
+    confident = (masks == 0) & (probs >= threshold)
     with_lesion = np.array([(m == 1).any() for m in masks])[:, None, None]
     next_to = near(masks, 1, NEAR_LESION)
-    edge = ~np.stack(
-        [
-            cv2.erode(f.astype(np.uint8), np.ones((2 * NEAR_EDGE + 1,) * 2, np.uint8)) > 0
-            for f in fovs
-        ]
-    )
     total = max(int(confident.sum()), 1)
     print(
-        f"\nconfident false positives (p >= {threshold:.3f}, the median exudate pixel's): "
+        f"\nconfident false positives (p >= {threshold:.3f}, the median {lesion} pixel's): "
         f"{int(confident.sum())} pixels against {int((probs[masks == 1] >= threshold).sum())} "
-        "exudate pixels at or above it\n"
+        f"{lesion} pixels at or above it (field of view: {fovs.mean():.0%} of the pixels)\n"
     )
     print("| where | share |\n|---|---|")
     rows = {
-        "photographs without exudate": confident & ~with_lesion,
-        f"within {NEAR_LESION} px of a labelled exudate": confident & next_to,
-        "elsewhere in photographs with exudate": confident & with_lesion & ~next_to,
-        f"within {NEAR_EDGE} px of the field-of-view edge": confident & edge,
+        f"photographs without {lesion}": confident & ~with_lesion,
+        f"within {NEAR_LESION} px of a labelled {lesion}": confident & next_to,
+        f"elsewhere in photographs with {lesion}": confident & with_lesion & ~next_to,
+        f"within {NEAR_EDGE} px of the field-of-view edge": confident & near_edge(fovs, NEAR_EDGE),
     }
     for where, pixels in rows.items():
         print(f"| {where} | {pixels.sum() / total:.0%} |")
@@ -167,7 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.lesion_tta is not None:
         model.hparams.lesion_tta = args.lesion_tta
     probs, masks, fovs = predict(model, datamodule, LESIONS.index(args.lesion))
-    report(probs, masks, fovs, [r.name for r in datamodule.datasets["val"].records])
+    names = [r.name for r in datamodule.datasets["val"].records]
+    print_aupr_tables(probs, masks, names, args.lesion)
+    print_false_positives(probs, masks, fovs, args.lesion)
 
 
 if __name__ == "__main__":

@@ -39,12 +39,13 @@ def test_confident_false_positives_are_placed(capsys):
     probs = np.concatenate([probs, healthy])
     masks = np.concatenate([masks, np.zeros_like(masks)])
     fovs = np.ones(masks.shape, bool)
-    errors.report(probs, masks, fovs, ["lesion", "healthy"])
+    errors.print_aupr_tables(probs, masks, ["lesion", "healthy"], "EX")
+    errors.print_false_positives(probs, masks, fovs, "EX")
     printed = capsys.readouterr().out
     # 20 halo pixels beside the lesion, 4 in the healthy photograph.
-    assert "24 pixels against 16 exudate pixels" in printed
-    assert "| photographs without exudate | 17% |" in printed
-    assert "| within 3 px of a labelled exudate | 83% |" in printed
+    assert "24 pixels against 16 EX pixels" in printed
+    assert "| photographs without EX | 17% |" in printed
+    assert "| within 3 px of a labelled EX | 83% |" in printed
     assert "| lesion | 16 |" in printed and "| healthy |" not in printed
 
 

@@ -13,7 +13,8 @@ sample's test AUPR per lesion (another camera and population: cross-dataset).
 the runs fitted in ``--work`` without fitting them again (each run's test splits are read once:
 a second test of the same run stops). ``--ensemble`` also tests the deep ensemble of each
 variant's seeds (probabilities averaged over the selected checkpoints). ``--set KEY=VALUE``
-overrides a dotted config key (value read as YAML), e.g. ``trainer.max_epochs=10``;
+overrides a dotted config key (value read as YAML; a number indexes a list), e.g.
+``trainer.max_epochs=10`` or ``data.init_args.segmentation.0.init_args.patch_size=288``;
 ``--eval-set KEY=VALUE`` overrides it for the test only, e.g. ``model.lesion_tta=flips``.
 
 With ``--config configs/real_lesions.yaml --config configs/joint_real.yaml`` the run is joint

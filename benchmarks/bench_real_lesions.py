@@ -53,6 +53,7 @@ import yaml  # noqa: E402
 from benchmarks.cli_runs import (  # noqa: E402
     apply_overrides,
     checkpoint_callback,
+    lesion_sources,
     load_configs,
     mean_std,
     read_rows,
@@ -77,13 +78,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("grade QWK", "test/grade/qwk"),
     ("grade ACC", "test/grade/acc"),
 )
-
-
-def lesion_sources(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The config's lesion-source entries (a list under ``segmentation``, or one; none when
-    the data is a single grading datamodule)."""
-    sources = config["data"].get("init_args", {}).get("segmentation") or []
-    return sources if isinstance(sources, list) else [sources]
 
 
 def data_sources(config: dict[str, Any]) -> list[dict[str, Any]]:

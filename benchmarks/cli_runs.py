@@ -80,6 +80,13 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     return config
 
 
+def lesion_sources(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The config's lesion-source entries (a list under ``segmentation``, or one; none when
+    the data is a single grading datamodule)."""
+    sources = config["data"].get("init_args", {}).get("segmentation") or []
+    return sources if isinstance(sources, list) else [sources]
+
+
 def model_checkpoints(config: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``ModelCheckpoint`` entries of a composed config, as the CLI builds them.
 

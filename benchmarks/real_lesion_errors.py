@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from benchmarks.cli_runs import lesion_sources  # noqa: E402
 from multitask_dr.datamodules.tjdr import TJDRDataModule  # noqa: E402
 from multitask_dr.lesions import IGNORE_INDEX, LESIONS  # noqa: E402
 from multitask_dr.tasks.metrics import AUPR_THRESHOLDS, BinnedAveragePrecision  # noqa: E402
@@ -50,14 +51,11 @@ NEAR_EDGE = 10
 
 def source_datamodule(config: dict[str, Any], name: str, checkpoint: dict) -> TJDRDataModule:
     """The config's lesion source ``name``, with the normalisation the checkpoint trained with."""
-    sources = config["data"]["init_args"]["segmentation"]
-    sources = sources if isinstance(sources, list) else [sources]
-    for source in sources:
-        settings = dict(source["init_args"])
-        if settings.get("name") == name:
-            stats = checkpoint.get(type_name(config), {}).get(name, {})
-            settings |= {k: tuple(stats[k]) for k in ("mean", "std") if k in stats}
-            datamodule = TJDRDataModule(**settings)
+    for source in lesion_sources(config):
+        if source["init_args"].get("name") == name:
+            datamodule = TJDRDataModule(**source["init_args"])
+            # The source's saved state, as Lightning restores it (before setup fits any).
+            datamodule.load_state_dict(checkpoint.get(type_name(config), {}).get(name, {}))
             datamodule.setup("validate")
             return datamodule
     raise SystemExit(f"no lesion source named {name!r} in the config")

@@ -10,8 +10,9 @@ monitor, ``val/seg/heimed/aupr_EX``) and touches the test splits once (``multita
 sample's test AUPR per lesion (another camera and population: cross-dataset).
 
 ``--val-only`` never opens the test splits: use it for every choice. ``--reuse-fits`` then tests
-the runs fitted in ``--work`` without fitting them again (each run's test splits are read once:
-a second test of the same run stops). ``--ensemble`` also tests the deep ensemble of each
+the runs fitted in ``--work`` without fitting them again, if their fit config trains what this
+run's would (compared as the CLI composes both, so a default spelt out in one counts as left out
+in the other); each run's test splits are read once: a second test of the same run stops. ``--ensemble`` also tests the deep ensemble of each
 variant's seeds (probabilities averaged over the selected checkpoints). ``--set KEY=VALUE``
 overrides a dotted config key (value read as YAML; a number indexes a list), e.g.
 ``trainer.max_epochs=10`` or ``data.init_args.segmentation.0.init_args.patch_size=288``;
@@ -58,6 +59,7 @@ from benchmarks.cli_runs import (  # noqa: E402
     mean_std,
     read_rows,
     route_outputs,
+    same_run,
 )
 from multitask_dr.cli import main as cli_main  # noqa: E402
 from multitask_dr.lesions import LESIONS  # noqa: E402
@@ -111,6 +113,12 @@ def fit_settings(config: dict[str, Any]) -> dict[str, Any]:
     return config | {"model": model}
 
 
+def trains_the_same(saved: Path, config: dict[str, Any]) -> bool:
+    """Whether the fit config ``saved`` trains what ``config`` would (evaluation-only model
+    settings aside), as the CLI composes them (``cli_runs.same_run``)."""
+    return same_run(saved, config, fit_settings)
+
+
 def last_logged(rows: list[dict[str, float]], key: str) -> float:
     """The last value of ``key`` in a CSV log (NaN when never logged)."""
     values = [row[key] for row in rows if key in row]
@@ -124,7 +132,7 @@ def run(base: dict[str, Any], variant: str, seed: int, args: argparse.Namespace,
     fitted = out / "fit.json"
     if args.reuse_fits and fitted.exists() and path.exists():
         # The same run fitted before (e.g. under --val-only): test it without fitting again.
-        if fit_settings(yaml.safe_load(path.read_text())) != fit_settings(config):
+        if not trains_the_same(path, config):
             raise RuntimeError(f"{path} differs from this run's config: fit it again")
         fit_seconds = json.loads(fitted.read_text())["fit_s"]
     else:

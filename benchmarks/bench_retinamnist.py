@@ -50,6 +50,7 @@ from benchmarks.cli_runs import (  # noqa: E402
     mean_std,
     read_rows,
     route_outputs,
+    same_run,
     set_key,
 )
 from multitask_dr.cli import main as cli_main  # noqa: E402
@@ -107,7 +108,7 @@ def fit_member(base: dict[str, Any], seed: int, args: argparse.Namespace, work: 
     ckpt = out / "ckpt" / "best.ckpt"
     timing = out / "fit_seconds.json"
     if args.reuse and ckpt.exists() and timing.exists():
-        if yaml.safe_load(path.read_text()) != config:
+        if not same_run(path, config):
             raise RuntimeError(f"--reuse: {path} was written with other settings")
     else:
         path.write_text(yaml.safe_dump(config, sort_keys=False))

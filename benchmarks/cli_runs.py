@@ -12,6 +12,7 @@ import copy
 import csv
 import io
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,29 @@ def load_configs(paths: list[Path]) -> dict[str, Any]:
     if status:
         raise ValueError(f"{' + '.join(map(str, paths))}: not a valid config (status {status})")
     return yaml.safe_load(printed.getvalue())
+
+
+def same_run(
+    saved: Path,
+    config: dict[str, Any],
+    settings: Callable[[dict[str, Any]], Any] = lambda config: config,
+) -> bool:
+    """Whether the run config file ``saved`` and ``config`` agree on ``settings`` of them.
+
+    Compared as written first. Where they differ, both are compared again as the CLI composes
+    them (``load_configs``), so a setting spelt out in one and left to its default in the other
+    is the same setting: a callback appended with ``--set trainer.callbacks+=...`` before the
+    config adopted it, which the composed config spells out with every default.
+    """
+    if settings(yaml.safe_load(saved.read_text())) == settings(config):
+        return True
+    # Beside the saved one, so that relative paths in both read alike.
+    current = saved.with_name(f"{saved.stem}.current.yaml")
+    current.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        return settings(load_configs([saved])) == settings(load_configs([current]))
+    finally:
+        current.unlink()
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

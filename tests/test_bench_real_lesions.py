@@ -151,3 +151,29 @@ def test_a_number_in_a_dotted_key_indexes_a_list_of_lesion_sources():
     assert patches == [192, 288]
     with pytest.raises(SystemExit, match="'2' is not an index of a 2-item list"):
         bench.apply_overrides(config, ["data.init_args.segmentation.2.init_args.patch_size=1"])
+
+
+def test_a_fit_with_a_callback_appended_is_reused_once_the_config_spells_it_out(tmp_path):
+    bench = load_script("benchmarks/bench_real_lesions.py")
+    base = bench.load_configs([REPO / "configs" / "real_lesions.yaml"])
+    ema = "lightning.pytorch.callbacks.EMAWeightAveraging"
+    # The fit of an earlier config: EMA appended on the command line, its defaults left out.
+    earlier = {**base, "trainer": dict(base["trainer"])}
+    earlier["trainer"]["callbacks"] = [
+        c for c in base["trainer"]["callbacks"] if c["class_path"] != ema
+    ]
+    appended = "{class_path: %s, init_args: {decay: %s, update_starting_at_epoch: 1}}"
+    saved = tmp_path / "pretrained-seed0.yaml"
+    fitted = bench.run_config(
+        earlier, "pretrained", 0, [f"trainer.callbacks+={appended % (ema, 0.99)}"], tmp_path
+    )
+    saved.write_text(yaml.safe_dump(fitted))
+    # The config now holds the same callback, every default spelt out.
+    now = bench.run_config(base, "pretrained", 0, [], tmp_path)
+    assert bench.fit_settings(yaml.safe_load(saved.read_text())) != bench.fit_settings(now)
+    assert bench.trains_the_same(saved, now)
+    other = bench.run_config(
+        earlier, "pretrained", 0, [f"trainer.callbacks+={appended % (ema, 0.9)}"], tmp_path
+    )
+    assert not bench.trains_the_same(saved, other)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pretrained-seed0.yaml"]

@@ -12,7 +12,10 @@ the task's AUPR thresholds):
   the ignore regions (``Other Bright Lesion`` in HEI-MED);
 - where the confident false positives are (retina scored at or above the median exudate pixel's
   probability): in photographs without exudate, next to a labelled exudate, elsewhere in
-  photographs with exudate, near the field-of-view edge.
+  photographs with exudate, near the field-of-view edge;
+- with ``--read-sizes``, the same model's maps with the photographs read (field-of-view crop and
+  resize from the original files) at other sizes, each resized to the working size and scored
+  against its masks, alone and averaged with the working size's map.
 
 Usage (the repository root; about 2 min on the 2-core CPU)::
 
@@ -49,11 +52,15 @@ NEAR_LESION = 3
 NEAR_EDGE = 10
 
 
-def source_datamodule(config: dict[str, Any], name: str, checkpoint: dict) -> TJDRDataModule:
-    """The config's lesion source ``name``, with the normalisation the checkpoint trained with."""
+def source_datamodule(
+    config: dict[str, Any], name: str, checkpoint: dict, image_size: int | None = None
+) -> TJDRDataModule:
+    """The config's lesion source ``name``, with the normalisation the checkpoint trained with,
+    its photographs read at ``image_size`` (``None``: the source's own)."""
     for source in lesion_sources(config):
         if source["init_args"].get("name") == name:
-            datamodule = TJDRDataModule(**source["init_args"])
+            size = {} if image_size is None else {"image_size": image_size}
+            datamodule = TJDRDataModule(**source["init_args"] | size)
             # The source's saved state, as Lightning restores it (before setup fits any).
             datamodule.load_state_dict(checkpoint.get(type_name(config), {}).get(name, {}))
             datamodule.setup("validate")
@@ -148,6 +155,43 @@ def print_false_positives(
         print(f"| {where} | {pixels.sum() / total:.0%} |")
 
 
+def maps_read_at(
+    model: MultiTaskDR,
+    config: dict[str, Any],
+    name: str,
+    checkpoint: dict,
+    sizes: list[int],
+    lesion: int,
+    working: tuple[int, int],
+) -> dict[int, np.ndarray]:
+    """``lesion``'s validation maps with the photographs read at each of ``sizes``, every map
+    resized to ``working`` (area averaging, the working-size masks' grid) to be scored there."""
+    maps = {}
+    for size in sizes:
+        probs = predict(model, source_datamodule(config, name, checkpoint, size), lesion)[0]
+        resized = torch.nn.functional.interpolate(
+            torch.from_numpy(probs)[:, None], size=working, mode="area"
+        )
+        maps[size] = resized[:, 0].numpy()
+    return maps
+
+
+def print_size_table(
+    maps: dict[int, np.ndarray], masks: np.ndarray, working: int, lesion: str
+) -> None:
+    """AUPR at the working size's masks of the maps read at each size, alone and averaged
+    with the working size's (the same model, so only the photographs' resolution differs)."""
+    print(f"\n| photographs read at | {lesion} AUPR (working-size masks) |\n|---|---|")
+    for size, probs in maps.items():
+        print(f"| {size}² | {aupr(probs, masks):.3f} |")
+    for size, probs in maps.items():
+        if size != working:
+            both = (maps[working] + probs) / 2
+            print(f"| mean of {working}² and {size}² | {aupr(both, masks):.3f} |")
+    if len(maps) > 2:
+        print(f"| mean of all | {aupr(sum(maps.values()) / len(maps), masks):.3f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Predict the validation split once and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -158,6 +202,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--lesion-tta", choices=("none", "flips", "dihedral"), help="default: the checkpoint's"
     )
+    parser.add_argument(
+        "--read-sizes",
+        type=int,
+        nargs="+",
+        metavar="SIZE",
+        help="also read the photographs at these sizes (the working one added) and score each "
+        "map, resized to the working size, alone and averaged with the working size's",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     config = yaml.safe_load(args.config.read_text())
@@ -167,10 +219,18 @@ def main(argv: list[str] | None = None) -> None:
     model = MultiTaskDR.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
     if args.lesion_tta is not None:
         model.hparams.lesion_tta = args.lesion_tta
-    probs, masks, fovs = predict(model, datamodule, LESIONS.index(args.lesion))
+    lesion = LESIONS.index(args.lesion)
+    probs, masks, fovs = predict(model, datamodule, lesion)
     names = [r.name for r in datamodule.datasets["val"].records]
     print_aupr_tables(probs, masks, names, args.lesion)
     print_false_positives(probs, masks, fovs, args.lesion)
+    if args.read_sizes:
+        working = datamodule.image_size
+        sizes = [working, *(size for size in args.read_sizes if size != working)]
+        others = maps_read_at(
+            model, config, args.source, checkpoint, sizes[1:], lesion, masks.shape[-2:]
+        )
+        print_size_table({working: probs} | others, masks, working, args.lesion)
 
 
 if __name__ == "__main__":

@@ -66,9 +66,36 @@ def test_pooled_aupr_is_the_fits_own_validation_score(
     best = result["val_monitor"]
     capsys.readouterr()
     run = work / "scratch-seed0"
-    errors.main(["--config", f"{run}.yaml", "--ckpt", str(run / "ckpt" / "best.ckpt")])
+    ckpt = str(run / "ckpt" / "best.ckpt")
+    errors.main(["--config", f"{run}.yaml", "--ckpt", ckpt, "--read-sizes", "96"])
     printed = capsys.readouterr().out
     pooled = float(re.search(r"pooled EX AUPR over \d+ photographs: ([0-9.]+)", printed)[1])
     assert best > 0 and abs(pooled - best) < 2e-3  # the printed value has 3 decimals
+    # Read at the working size (64, listed first) the map is the one scored above.
+    sizes = re.findall(r"\| (\d+)² \| ([0-9.]+) \|", printed)
+    assert [size for size, _ in sizes] == ["64", "96"] and float(sizes[0][1]) == round(pooled, 3)
+    assert re.search(r"\| mean of 64² and 96² \| [0-9.]+ \|", printed)
     assert "field of view: " in printed and "| where | share |" in printed
     assert not list(work.glob("*/test"))  # validation only
+
+
+class ImageAsLesions:
+    """A stand-in model whose lesion maps are the image's own brightness."""
+
+    def evaluation_forward(self, image):
+        return {"lesion_probs": image.mean(dim=1, keepdim=True).sigmoid().expand(-1, 4, -1, -1)}
+
+
+def test_maps_read_at_another_size_land_on_the_working_grid(synthetic_root, tmp_path):
+    errors = load_script("benchmarks/real_lesion_errors.py")
+    config = yaml.safe_load(tiny_config(synthetic_root, tmp_path).read_text())
+    model = ImageAsLesions()
+    working = errors.source_datamodule(config, "heimed", {})
+    at_working = errors.predict(model, working, 2)[0]
+    (at_double,) = errors.maps_read_at(model, config, "heimed", {}, [128], 2, (64, 64)).values()
+    assert at_double.shape == at_working.shape
+    # The same photographs, cropped alike: read at 128² and averaged down they match 64²,
+    # and a map one pixel off would not.
+    assert np.corrcoef(at_double.ravel(), at_working.ravel())[0, 1] > 0.98
+    shifted = np.roll(at_double, 3, axis=-1)
+    assert np.abs(at_double - at_working).mean() < np.abs(shifted - at_working).mean() / 2

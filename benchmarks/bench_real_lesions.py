@@ -12,8 +12,9 @@ sample's test AUPR per lesion (another camera and population: cross-dataset).
 ``--val-only`` never opens the test splits: use it for every choice. ``--reuse-fits`` then tests
 the runs fitted in ``--work`` without fitting them again, if their fit config trains what this
 run's would (compared as the CLI composes both, so a default spelt out in one counts as left out
-in the other); each run's test splits are read once: a second test of the same run stops. ``--ensemble`` also tests the deep ensemble of each
-variant's seeds (probabilities averaged over the selected checkpoints). ``--set KEY=VALUE``
+in the other); each run's test splits are read once: a second test of the same run stops.
+``--ensemble`` also tests the deep ensemble of each variant's seeds (probabilities averaged over
+the selected checkpoints). ``--set KEY=VALUE``
 overrides a dotted config key (value read as YAML; a number indexes a list), e.g.
 ``trainer.max_epochs=10`` or ``data.init_args.segmentation.0.init_args.patch_size=288``;
 ``--eval-set KEY=VALUE`` overrides it for the test only, e.g. ``model.lesion_tta=flips``.

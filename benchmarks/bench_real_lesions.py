@@ -134,7 +134,8 @@ def run(base: dict[str, Any], variant: str, seed: int, args: argparse.Namespace,
     if args.reuse_fits and fitted.exists() and path.exists():
         # The same run fitted before (e.g. under --val-only): test it without fitting again.
         if not trains_the_same(path, config):
-            raise RuntimeError(f"{path} differs from this run's config: fit it again")
+            # A command-line mistake, not a fault: one line, no traceback.
+            raise SystemExit(f"{path} differs from this run's config: fit it again")
         fit_seconds = json.loads(fitted.read_text())["fit_s"]
     else:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -173,7 +174,7 @@ def evaluation_config(config: dict[str, Any], path: Path, overrides: list[str]) 
 def test(config: Path, ckpt: Path, out: Path, members: list[Path] | None = None) -> dict:
     """Read the test splits once with ``ckpt`` (and ensemble ``members``): the columns."""
     if out.exists():
-        raise RuntimeError(f"{out} exists: this test split was read before, keep that result")
+        raise SystemExit(f"{out} exists: this test split was read before, keep that result")
     command = ["test", "--config", str(config), "--ckpt_path", str(ckpt)]
     command += ["--trainer.logger.init_args.save_dir", str(out.parent)]
     command += ["--trainer.logger.init_args.name", out.name]

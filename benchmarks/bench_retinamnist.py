@@ -109,7 +109,7 @@ def fit_member(base: dict[str, Any], seed: int, args: argparse.Namespace, work: 
     timing = out / "fit_seconds.json"
     if args.reuse and ckpt.exists() and timing.exists():
         if not same_run(path, config):
-            raise RuntimeError(f"--reuse: {path} was written with other settings")
+            raise SystemExit(f"--reuse: {path} was written with other settings")
     else:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         start = time.perf_counter()

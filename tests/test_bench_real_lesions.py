@@ -116,8 +116,11 @@ def test_fits_chosen_on_validation_are_tested_once_alone_and_as_an_ensemble(
         hparams = yaml.safe_load((work / run / "test" / "version_0" / "hparams.yaml").read_text())
         assert hparams["lesion_tta"] == "flips"
     # A run's test splits are read once: testing it again stops.
-    with pytest.raises(RuntimeError, match="read before"):
+    with pytest.raises(SystemExit, match="read before"):
         bench.main([*common, "--reuse-fits"])
+    # A fit under other training settings is not reused.
+    with pytest.raises(SystemExit, match="differs from this run's config"):
+        bench.main([*common, "--reuse-fits", "--set", "model.lr=0.01"])
 
 
 def test_a_fit_is_reused_across_evaluation_settings_but_not_training_ones(tmp_path):

@@ -99,6 +99,10 @@ def test_benchmark_fits_selects_validates_and_tests_through_the_cli(
     assert pair["fit_s"] > result["fit_s"]  # the sum of both members' fits
     for stage in ("val", "test"):
         assert all(not math.isnan(pair[stage][k]) for k in ("acc", "auc", "qwk"))
+    # A model fitted under other settings is not reused: one line, no traceback.
+    args.set = [*args.set, "model.lr=0.5"]
+    with pytest.raises(SystemExit, match="seed0.yaml was written with other settings"):
+        bench.run_seed(base, 0, args, tmp_path)
 
 
 def test_overlays_merge_like_the_cli(tmp_path):

@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
         "map, resized to the working size, alone and averaged with the working size's",
     )
     args = parser.parse_args(argv)
+    if any(size % 32 for size in args.read_sizes or ()):
+        # The encoder halves the image five times.
+        parser.error(f"--read-sizes must be multiples of 32, got {args.read_sizes}")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     config = yaml.safe_load(args.config.read_text())
     checkpoint = torch.load(args.ckpt, map_location="cpu", weights_only=False)

@@ -4,6 +4,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 import yaml
 
 from tests.scripts import load_script
@@ -99,3 +100,11 @@ def test_maps_read_at_another_size_land_on_the_working_grid(synthetic_root, tmp_
     assert np.corrcoef(at_double.ravel(), at_working.ravel())[0, 1] > 0.98
     shifted = np.roll(at_double, 3, axis=-1)
     assert np.abs(at_double - at_working).mean() < np.abs(shifted - at_working).mean() / 2
+
+
+def test_a_read_size_the_encoder_cannot_take_stops_with_one_line(capsys):
+    errors = load_script("benchmarks/real_lesion_errors.py")
+    args = ["--config", "c.yaml", "--ckpt", "c.ckpt", "--read-sizes", "1024", "1000"]
+    with pytest.raises(SystemExit):
+        errors.main(args)
+    assert "--read-sizes must be multiples of 32, got [1024, 1000]" in capsys.readouterr().err

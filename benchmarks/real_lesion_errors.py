@@ -229,9 +229,10 @@ def main(argv: list[str] | None = None) -> None:
     print_false_positives(probs, masks, fovs, args.lesion)
     if args.read_sizes:
         working = datamodule.image_size
-        sizes = [working, *(size for size in args.read_sizes if size != working)]
+        # Each other size read once, in the order given.
+        sizes = [size for size in dict.fromkeys(args.read_sizes) if size != working]
         others = maps_read_at(
-            model, config, args.source, checkpoint, sizes[1:], lesion, masks.shape[-2:]
+            model, config, args.source, checkpoint, sizes, lesion, masks.shape[-2:]
         )
         print_size_table({working: probs} | others, masks, working, args.lesion)
 

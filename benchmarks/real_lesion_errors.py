@@ -81,7 +81,7 @@ def predict(model: MultiTaskDR, datamodule: TJDRDataModule, lesion: int) -> tupl
     mean, std = np.asarray(datamodule.mean), np.asarray(datamodule.std)
     black = (-mean / std).astype(np.float32)[None, :, None, None]
     for batch in datamodule.val_dataloader():
-        out = model.evaluation_forward(batch["image"])
+        out = model.evaluation_forward(batch["image"], batch.get("image_reads", ()))
         probs.append(out["lesion_probs"][:, lesion].numpy())
         masks.append(batch["mask"][:, lesion].numpy())
         fovs.append(~np.isclose(batch["image"].numpy(), black).all(axis=1))

@@ -109,3 +109,36 @@ def test_an_untrained_grade_head_reports_no_grade(fitted, synthetic_root, tmp_pa
     with (results / "summary.csv").open() as handle:
         (row,) = list(csv.DictReader(handle))
     assert row["grade"] == "" and row["p0"] == "" and row["error"] == ""
+
+
+def test_predict_averages_a_further_read_into_the_lesion_maps_only(
+    fitted, synthetic_root, tmp_path, capsys
+):
+    config, out = fitted
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(next((synthetic_root / "tjdr" / "test" / "image").glob("*.png")), folder / "a.png")
+    base = ["predict", "--config", str(config), "--ckpt_path", str(out / "ckpt" / "best.ckpt")]
+    base += ["--data.predict_dir", str(folder), "--trainer.logger", "false"]
+    reports = {}
+    for name, extra in (("one", []), ("two", ["[128]"])):
+        results = tmp_path / name
+        args = [*base, "--prediction.output_dir", str(results)]
+        if extra:
+            args += ["--data.init_args.segmentation.init_args.eval_read_sizes", *extra]
+        assert run_cli(args) == 0
+        reports[name] = json.loads((results / "a.json").read_text())
+    one, two = reports["one"], reports["two"]
+    # The grade is the working read's; the lesion maps average in the 128² read.
+    assert one["grade_probabilities"] == two["grade_probabilities"]
+    peaks = [
+        (one["lesions"][k]["max_probability"], two["lesions"][k]["max_probability"])
+        for k in LESIONS
+    ]
+    assert any(abs(a - b) > 1e-4 for a, b in peaks), peaks
+    bad = [*base, "--prediction.output_dir", str(tmp_path / "bad")]
+    bad += ["--data.init_args.segmentation.init_args.eval_read_sizes", "[64]"]
+    capsys.readouterr()
+    assert run_cli(bad) != 0  # the working size itself: a one-line configuration error
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "eval_read_sizes holds 64, the working size" in line

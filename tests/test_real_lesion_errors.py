@@ -83,7 +83,7 @@ def test_pooled_aupr_is_the_fits_own_validation_score(
 class ImageAsLesions:
     """A stand-in model whose lesion maps are the image's own brightness."""
 
-    def evaluation_forward(self, image):
+    def evaluation_forward(self, image, reads=()):
         return {"lesion_probs": image.mean(dim=1, keepdim=True).sigmoid().expand(-1, 4, -1, -1)}
 
 

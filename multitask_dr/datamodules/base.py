@@ -74,6 +74,9 @@ class SeededDataModule(LightningDataModule):
     image_size: int
     mean: tuple[float, float, float] | None
     std: tuple[float, float, float] | None
+    #: Further sizes evaluation and ``predict`` read each image at (none unless a subclass
+    #: takes ``eval_read_sizes``).
+    eval_read_sizes: tuple[int, ...] = ()
 
     def __init__(
         self,
@@ -169,7 +172,11 @@ class SeededDataModule(LightningDataModule):
         assert self.mean is not None and self.std is not None
         transform = SampleTransform([], self.mean, self.std)
         return ImageFolderDataset(
-            self.predict_dir, self.image_size, getattr(self, "crop_fov", True), transform
+            self.predict_dir,
+            self.image_size,
+            getattr(self, "crop_fov", True),
+            transform,
+            read_sizes=self.eval_read_sizes,
         )
 
     def predict_dataloader(self) -> DataLoader:

@@ -29,6 +29,25 @@ DRAWN_TEST_LAYOUTS = ("flat", "fgadr")
 OFFICIAL_VAL_LAYOUTS = ("ddr",)
 
 
+def check_read_sizes(sizes: list[int] | None, image_size: int) -> tuple[int, ...]:
+    """``eval_read_sizes`` as a tuple, each a positive size other than ``image_size``, once.
+
+    Raises:
+        ValueError: Naming the offending size.
+    """
+    sizes = list(sizes or [])
+    for size in sizes:
+        if not isinstance(size, int) or size <= 0:
+            raise ValueError(f"eval_read_sizes must be positive sizes in pixels, got {size!r}")
+        if size == image_size:
+            raise ValueError(
+                f"eval_read_sizes holds {size}, the working size (image_size): it is read anyway"
+            )
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"eval_read_sizes names a size twice: {sizes}")
+    return tuple(sizes)
+
+
 class Repeat(Dataset):
     """A dataset seen ``times`` per epoch (random transforms make each pass different).
 
@@ -99,6 +118,11 @@ class TJDRDataModule(PhotoFolderDataModule):
             ``write_tjdr`` arguments instead of failing (``None``: fail with a message).
         predict_dir: Folder of fundus images (any size) that ``predict`` reads, preprocessed
             like the training images (field-of-view crop, ``image_size``, normalisation).
+        eval_read_sizes: Further sizes validation, test and ``predict`` also read each
+            photograph at (e.g. ``[1024]`` beside an ``image_size`` of 768): the task averages
+            each read's lesion maps, resized onto the working grid, with the working-size map
+            (:mod:`multitask_dr.tasks.inference`). Training never reads them; each read costs
+            one more lesion pass per view.
     """
 
     def __init__(
@@ -129,6 +153,7 @@ class TJDRDataModule(PhotoFolderDataModule):
         cache_dir: str | None = None,
         synthetic: dict[str, int] | None = None,
         predict_dir: str | None = None,
+        eval_read_sizes: list[int] | None = None,
     ) -> None:
         if patch_size is not None and patch_size > image_size:
             raise ValueError(f"patch_size {patch_size} exceeds image_size {image_size}")
@@ -153,6 +178,7 @@ class TJDRDataModule(PhotoFolderDataModule):
             predict_dir=predict_dir,
         )
         self.patch_size = patch_size
+        self.eval_read_sizes = check_read_sizes(eval_read_sizes, image_size)
         self.lesion_patch_share = lesion_patch_share
         self.patches_per_image = patches_per_image
         self.annotation: AnnotationFormat = annotation
@@ -227,7 +253,7 @@ class TJDRDataModule(PhotoFolderDataModule):
                 self.datasets["train"] = full.subset(train_names)
                 self.datasets["val"] = full.subset(val_names)
             self.datasets["train"].transform = self.transform(train=True)
-            self.datasets["val"].transform = self.transform(train=False)
+            self.for_evaluation(self.datasets["val"])
             rank_zero_info(f"{self.name} split: {len(train_names)} train / {len(val_names)} val")
             if test is not None:
                 self._write_split(train_names, val_names, [r.name for r in test.records])
@@ -236,8 +262,13 @@ class TJDRDataModule(PhotoFolderDataModule):
                 test = self.dataset("test")
                 test.verify()
                 self._report(test)
-            test.transform = self.transform(train=False)
+            self.for_evaluation(test)
             self.datasets["test"] = test
+
+    def for_evaluation(self, dataset: TJDRDataset) -> None:
+        """Give an evaluation split its pipeline (no augmentation) and ``eval_read_sizes``."""
+        dataset.transform = self.transform(train=False)
+        dataset.read_sizes = self.eval_read_sizes
 
     def _train_and_test(self) -> tuple[TJDRDataset, TJDRDataset | None]:
         """The verified ``train`` split, and for a flat folder its seeded test part too.

@@ -127,7 +127,9 @@ class SampleTransform:
     """Apply an albumentations pipeline to a sample dict and return tensors.
 
     Output: ``image`` float32 ``(3, H, W)`` normalised, ``mask`` uint8 ``(4, H, W)`` when the
-    sample has one, ``grade`` int64 scalar, ``name`` unchanged.
+    sample has one, ``grade`` int64 scalar, ``name`` unchanged. A sample's further evaluation
+    reads (``image_reads``, the same photograph at other sizes) are normalised alike but go
+    through none of ``ops``: a random op would move them apart from ``image``.
 
     Args:
         ops: Operations before normalisation (augmentation, resizing).
@@ -145,6 +147,7 @@ class SampleTransform:
     ) -> None:
         normalise = A.Normalize(mean=mean, std=std, max_pixel_value=255.0)
         self.pipeline = A.Compose([*ops, normalise, ToTensorV2(transpose_mask=True)])
+        self.normalise = A.Compose([normalise, ToTensorV2()])
         if seed is not None:
             self.set_random_seed(seed)
 
@@ -168,6 +171,9 @@ class SampleTransform:
         if "mask" in out:
             result["mask"] = out["mask"].to(torch.uint8)
         result["grade"] = torch.as_tensor(sample["grade"], dtype=torch.long)
+        if "image_reads" in sample:
+            reads = sample["image_reads"]
+            result["image_reads"] = [self.normalise(image=read)["image"].float() for read in reads]
         return result
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,11 @@ def restore_geometry(
     return out
 
 
+def as_chw_tensor(image: np.ndarray) -> torch.Tensor:
+    """An ``(H, W, 3)`` uint8 image as a ``(3, H, W)`` uint8 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
 class ImageFolderDataset(Dataset):
     """Unlabelled fundus images from a folder, preprocessed like TJDR.
 
@@ -122,6 +127,8 @@ class ImageFolderDataset(Dataset):
         transform: Callable on the sample dict (``image`` as ``(H, W, 3)`` uint8); ``None``
             returns the uint8 image as a ``(3, S, S)`` tensor.
         recursive: Also read sub-folders.
+        read_sizes: Further sizes each image is also read at (the same crop), as
+            ``image_reads`` (see :class:`~multitask_dr.datasets.tjdr.TJDRDataset`).
     """
 
     def __init__(
@@ -131,9 +138,11 @@ class ImageFolderDataset(Dataset):
         crop_fov: bool = True,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         recursive: bool = False,
+        read_sizes: Sequence[int] = (),
     ) -> None:
         self.root = Path(root)
         self.image_size = image_size
+        self.read_sizes = tuple(read_sizes)
         self.crop_fov = crop_fov
         self.transform = transform
         self.files = list_images(self.root, recursive)
@@ -145,21 +154,26 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.files[index]
         error = ""
+        sizes = (self.image_size, *self.read_sizes)
         try:
             original = read_image(path)
             box = crop_box(original, self.crop_fov)
-            image, _ = crop_and_resize(original, None, self.image_size, self.crop_fov)
+            images = [crop_and_resize(original, None, s, self.crop_fov)[0] for s in sizes]
             size = original.shape[:2]
         except DataError as exc:
             log.warning("skipping %s", exc)
             error = str(exc)
-            image = np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)
+            images = [np.zeros((s, s, 3), dtype=np.uint8) for s in sizes]
             size, box = (0, 0), (0, 0, 0, 0)
-        sample: dict[str, Any] = {"image": image, "grade": NO_GRADE, "name": self.names[index]}
+        sample: dict[str, Any] = {"image": images[0], "grade": NO_GRADE, "name": self.names[index]}
+        if self.read_sizes:
+            sample["image_reads"] = images[1:]
         if self.transform is not None:
             sample = self.transform(sample)
         else:
-            sample["image"] = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            sample["image"] = as_chw_tensor(images[0])
+            if self.read_sizes:
+                sample["image_reads"] = [as_chw_tensor(read) for read in images[1:]]
         sample |= {
             "path": str(path),
             "original_size": torch.tensor(size, dtype=torch.long),

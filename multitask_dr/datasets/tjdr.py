@@ -87,6 +87,10 @@ class TJDRDataset(RecordsDataset):
             ``label_map`` unused; see :mod:`multitask_dr.datasets.lesion_files`).
         annotated_lesions: Lesion types this source annotates (``None``: all four); the
             others' channels are unscored (:func:`unscore_unannotated`).
+        read_sizes: Further working sizes each sample's image is also read at (the same
+            field-of-view crop, resized from the original file, cached alike), as
+            ``image_reads``: evaluation reads, normalised by the transform but never
+            augmented.
     """
 
     def __init__(
@@ -104,8 +108,10 @@ class TJDRDataset(RecordsDataset):
         rasterize: RasterizeRule = DEFAULT_RASTERIZE,
         layout: Layout = "tjdr",
         annotated_lesions: Sequence[str] | None = None,
+        read_sizes: Sequence[int] = (),
     ) -> None:
         self.rasterize = check_rule(rasterize)
+        self.read_sizes = tuple(read_sizes)
         if layout not in ("tjdr", "flat", *PER_LESION_LAYOUTS):
             raise ValueError(
                 f"layout must be one of {('tjdr', 'flat', *PER_LESION_LAYOUTS)}, got {layout!r}"
@@ -199,12 +205,16 @@ class TJDRDataset(RecordsDataset):
             parsed, height=height, width=width, rasterize=self.rasterize
         )
 
-    def cache_key(self, record: TJDRRecord | LesionFilesRecord) -> str:
-        """Cache key: content of its files plus every setting that changes the output."""
-        settings = f"{self.image_size}|{self.crop_fov}|{sorted(self.label_map.items())}"
+    def cache_key(self, record: TJDRRecord | LesionFilesRecord, size: int | None = None) -> str:
+        """Cache key: content of its files plus every setting that changes the output.
+
+        ``size``: the working size read (``None``: :attr:`image_size`).
+        """
+        size = self.image_size if size is None else size
+        settings = f"{size}|{self.crop_fov}|{sorted(self.label_map.items())}"
         if isinstance(record, LesionFilesRecord):
             # The layout decides what an absent mask file means.
-            settings = f"{self.image_size}|{self.crop_fov}|{self.layout}"
+            settings = f"{size}|{self.crop_fov}|{self.layout}"
             return (
                 f"{record.name}-{cached_file_digest(*record.files)}-"
                 + hashlib.sha1(settings.encode()).hexdigest()[:8]
@@ -217,12 +227,17 @@ class TJDRDataset(RecordsDataset):
             + hashlib.sha1(settings.encode()).hexdigest()[:8]
         )
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Preprocessed (FOV-cropped, resized) image and mask, through the cache when set."""
+    def load(self, index: int, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed (FOV-cropped, resized) image and mask, through the cache when set.
+
+        ``size``: the working size (``None``: :attr:`image_size`; another one for
+        :attr:`read_sizes`).
+        """
         record = self.records[index]
+        size = self.image_size if size is None else size
         cached = None
         if self.cache_dir is not None:
-            cached = self.cache_dir / f"{self.cache_key(record)}.npz"
+            cached = self.cache_dir / f"{self.cache_key(record, size)}.npz"
             if cached.exists():
                 try:
                     with np.load(cached) as stored:
@@ -231,7 +246,7 @@ class TJDRDataset(RecordsDataset):
                     # A damaged cache entry is only a lost shortcut: decode the files again.
                     log.warning("ignoring damaged cache file %s (%s)", cached, error)
         image, mask = self.load_raw(record)
-        image, mask = crop_and_resize(image, mask, self.image_size, self.crop_fov)
+        image, mask = crop_and_resize(image, mask, size, self.crop_fov)
         assert mask is not None
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -247,6 +262,8 @@ class TJDRDataset(RecordsDataset):
         mask = unscore_unannotated(mask, self.annotated_lesions)
         sample: dict[str, Any] = {"image": image, "mask": mask, "grade": record.grade}
         sample["name"] = record.name
+        if self.read_sizes:
+            sample["image_reads"] = [self.load(index, size)[0] for size in self.read_sizes]
         if self.transform is None:
             return sample
         sample = self.transform(sample)

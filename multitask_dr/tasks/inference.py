@@ -10,6 +10,12 @@ symmetries of the square) of the image; ``lesion_tta`` does the same for the les
 maps, each view's map turned back onto the image first. Logits (and so the loss) stay those of
 the plain view.
 
+**Further reads** of the same photographs at other sizes (a datamodule's ``eval_read_sizes``,
+e.g. 1024² beside a 768² working size) add lesion maps that see finer detail: each read's map
+(with the same windows and ``lesion_tta``) is resized onto the working grid (area averaging
+when it is larger) and averaged with the working map, all reads weighted alike. Grades, logits
+and contributions stay the working read's.
+
 **Ensembles** average the grade and lesion probabilities of further trained models (members)
 with the model's own.
 """
@@ -22,6 +28,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from multitask_dr.checkpoints import check_checkpoint
 
@@ -111,6 +118,55 @@ def undo_view(maps: Tensor, index: int) -> Tensor:
     return maps.flip(flip) if flip else maps
 
 
+def onto_grid(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(B, K, h, w)`` maps resized to ``size``: area-averaged when larger, bilinear otherwise.
+
+    Area averaging keeps a larger read's detail as the share of each working pixel it covers.
+    """
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    if maps.shape[-2] >= size[0] and maps.shape[-1] >= size[1]:
+        return F.interpolate(maps, size=size, mode="area")
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+
+def tta_lesion_probs(
+    segment: Callable[[Tensor], Tensor],
+    image: Tensor,
+    lesion_tta: TestTimeAugmentation,
+    plain: Tensor | None = None,
+) -> Tensor:
+    """Lesion probabilities of ``image`` averaged over its ``lesion_tta`` views.
+
+    Args:
+        segment: Lesion logits of ``(B, 3, H, W)`` images (one pass or sliding windows).
+        image: ``(B, 3, H, W)`` normalised images.
+        lesion_tta: The views (:func:`tta_views`).
+        plain: The plain view's probabilities when already computed (saves one pass).
+    """
+    views = tta_views(image, lesion_tta)
+    maps = [torch.sigmoid(segment(image)) if plain is None else plain]
+    for index, view in enumerate(views[1:], start=1):
+        maps.append(undo_view(torch.sigmoid(segment(view)), index))
+    return maps[0] if len(maps) == 1 else torch.stack(maps).mean(dim=0)
+
+
+def segmenter(
+    lesion_logits: Callable[[Tensor], Tensor],
+    image: Tensor,
+    window: int | None,
+    overlap: float,
+) -> tuple[Callable[[Tensor], Tensor], bool]:
+    """The lesion-logits pass for images of ``image``'s size, and whether it slides windows.
+
+    Images larger than ``window`` go by :func:`sliding_window`; others (or ``window=None``) in
+    one pass.
+    """
+    if window is not None and max(image.shape[-2:]) > window:
+        return partial(sliding_window, lesion_logits, window=window, overlap=overlap), True
+    return lesion_logits, False
+
+
 def evaluate_image(
     forward: Callable[..., dict[str, Tensor]],
     lesion_logits: Callable[[Tensor], Tensor],
@@ -119,6 +175,7 @@ def evaluate_image(
     window: int | None = None,
     overlap: float = 0.25,
     lesion_tta: TestTimeAugmentation = "none",
+    reads: Sequence[Tensor] = (),
 ) -> dict[str, Tensor]:
     """One model's evaluation outputs: sliding-window lesion maps, ``tta``-averaged grades.
 
@@ -132,25 +189,27 @@ def evaluate_image(
             ``window``²; ``None``: one pass.
         overlap: Overlap between neighbouring windows, in ``[0, 1)``.
         lesion_tta: Test-time augmentation of the lesion probability maps.
+        reads: The same images read at other sizes, ``(B, 3, H', W')`` each, normalised alike:
+            their lesion maps are averaged with the working one on its grid (:func:`onto_grid`).
     """
     out = forward(image)
     # Every view has the image's sides (flipped or swapped): one decision for all of them.
-    windowed = window is not None and max(image.shape[-2:]) > window
-    segment = (
-        partial(sliding_window, lesion_logits, window=window, overlap=overlap)
-        if windowed
-        else lesion_logits
-    )
+    segment, windowed = segmenter(lesion_logits, image, window, overlap)
     if windowed:
         logits = segment(image)
         out["lesion_logits"] = logits
         out["lesion_probs"] = torch.sigmoid(logits)
-    lesion_views = tta_views(image, lesion_tta)
-    if len(lesion_views) > 1 and "lesion_probs" in out:
-        maps = [out["lesion_probs"]]
-        for index, view in enumerate(lesion_views[1:], start=1):
-            maps.append(undo_view(torch.sigmoid(segment(view)), index))
-        out["lesion_probs"] = torch.stack(maps).mean(dim=0)
+    if "lesion_probs" in out:
+        probs = tta_lesion_probs(segment, image, lesion_tta, plain=out["lesion_probs"])
+        if reads:
+            grid = tuple(image.shape[-2:])
+            maps = [probs]
+            for read in reads:
+                # Each read its own window decision: a larger read may exceed ``window``.
+                read_segment, _ = segmenter(lesion_logits, read, window, overlap)
+                maps.append(onto_grid(tta_lesion_probs(read_segment, read, lesion_tta), grid))
+            probs = torch.stack(maps).mean(dim=0)
+        out["lesion_probs"] = probs
     views = tta_views(image, tta)
     if len(views) > 1:
         # Average probabilities, not logits: CORAL's logits are cumulative, not per grade.
@@ -207,12 +266,17 @@ class Ensemble:
             self._members = [self.load(path).eval().requires_grad_(False) for path in self.paths]
         return self._members
 
-    def average(self, out: dict[str, Tensor], image: Tensor) -> dict[str, Tensor]:
+    def average(
+        self, out: dict[str, Tensor], image: Tensor, reads: Sequence[Tensor] = ()
+    ) -> dict[str, Tensor]:
         """A model's evaluation outputs ``out`` for ``image``, averaged with the members'.
 
-        Each member evaluates ``image`` alone (its ``single_evaluation_forward``: its own
-        sliding windows and ``tta``), on ``image``'s device (:func:`average_members`).
+        Each member evaluates ``image`` (and its further ``reads``) alone (its
+        ``single_evaluation_forward``: its own sliding windows and ``tta``), on ``image``'s
+        device (:func:`average_members`).
         """
+        if not self.paths:
+            return out
         members = [member.to(image.device) for member in self.members]
-        outs = [m.single_evaluation_forward(image) for m in members]  # type: ignore[operator]
+        outs = [m.single_evaluation_forward(image, reads) for m in members]  # type: ignore[operator]
         return average_members(out, outs)

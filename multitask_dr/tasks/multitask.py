@@ -5,6 +5,7 @@ Its other parts live beside it in :mod:`multitask_dr.tasks`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -219,12 +220,20 @@ class MultiTaskDR(LightningModule):
         if state is not None and "trained_steps" not in state:
             state["trained_steps"] = torch.full((len(TASKS),), -1, dtype=torch.long)
 
-    def evaluation_forward(self, image: Tensor) -> dict[str, Tensor]:
-        """This model's evaluation outputs averaged with the ensemble members' (if any)."""
-        return self.ensemble.average(self.single_evaluation_forward(image), image)
+    def evaluation_forward(self, image: Tensor, reads: Sequence[Tensor] = ()) -> dict[str, Tensor]:
+        """This model's evaluation outputs averaged with the ensemble members' (if any).
 
-    def single_evaluation_forward(self, image: Tensor) -> dict[str, Tensor]:
-        """:meth:`evaluation_forward` of this model alone (sliding window, ``tta``)."""
+        Args:
+            image: ``(B, 3, H, W)`` normalised images at the working size.
+            reads: The same images read at further sizes (a batch's ``image_reads``, from a
+                datamodule's ``eval_read_sizes``): their lesion maps join the average.
+        """
+        return self.ensemble.average(self.single_evaluation_forward(image, reads), image, reads)
+
+    def single_evaluation_forward(
+        self, image: Tensor, reads: Sequence[Tensor] = ()
+    ) -> dict[str, Tensor]:
+        """:meth:`evaluation_forward` of this model alone (sliding window, ``tta``, reads)."""
         hp = self.hparams
         return evaluate_image(
             self,
@@ -234,6 +243,7 @@ class MultiTaskDR(LightningModule):
             window=hp.eval_window,
             overlap=hp.eval_overlap,
             lesion_tta=hp.lesion_tta,
+            reads=reads,
         )
 
     def evaluate(
@@ -243,7 +253,8 @@ class MultiTaskDR(LightningModule):
         outputs, metrics = {}, self.metrics[stage]
         source = lesion_source(self._trainer, dataloader_idx)
         for name, part in split_sources(batch).items():
-            outputs[name] = out = self.evaluation_forward(part["image"])
+            out = self.evaluation_forward(part["image"], part.get("image_reads", ()))
+            outputs[name] = out
             metrics.update_source(part, out, self.source_losses(part, out), source)
         return outputs
 
@@ -263,7 +274,7 @@ class MultiTaskDR(LightningModule):
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, Any]:
         """Lesion and grade probabilities (and contributions) for each image."""
-        out = self.evaluation_forward(batch["image"])
+        out = self.evaluation_forward(batch["image"], batch.get("image_reads", ()))
         keep = ("lesion_probs", "grade_probs", "contributions")
         return {"name": batch.get("name")} | {k: v for k, v in out.items() if k in keep}
 

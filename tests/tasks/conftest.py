@@ -2,13 +2,27 @@
 
 import warnings
 
+import lightning
 import pytest
 import torch
 
 from multitask_dr.lesions import IGNORE_INDEX
 from tests.cli_config import TINY_NETWORK as TINY
 
-__all__ = ["TINY", "grade_batch", "seg_batch"]
+__all__ = ["TINY", "grade_batch", "save", "seg_batch"]
+
+
+def save(model, path) -> str:
+    """A checkpoint as Lightning writes one (weights + hyper-parameters)."""
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
+    return str(path)
 
 
 def seg_batch(n=2, size=64, grades=None):

@@ -1,6 +1,5 @@
 """Deep ensembles at evaluation: ``MultiTaskDR(ensemble_checkpoints=[...])``."""
 
-import lightning
 import pytest
 import torch
 
@@ -8,20 +7,7 @@ from multitask_dr.errors import CheckpointError
 from multitask_dr.models.network import NetworkConfig
 from multitask_dr.tasks.multitask import MultiTaskDR
 
-from .conftest import TINY
-
-
-def save(model: MultiTaskDR, path) -> str:
-    """A checkpoint as Lightning writes one (weights + hyper-parameters)."""
-    torch.save(
-        {
-            "state_dict": model.state_dict(),
-            "hyper_parameters": dict(model.hparams),
-            "pytorch-lightning_version": lightning.__version__,
-        },
-        path,
-    )
-    return str(path)
+from .conftest import TINY, save
 
 
 def test_ensemble_averages_member_probabilities_with_its_own_tta(tmp_path):

@@ -18,6 +18,8 @@ the selected checkpoints). ``--set KEY=VALUE``
 overrides a dotted config key (value read as YAML; a number indexes a list), e.g.
 ``trainer.max_epochs=10`` or ``data.init_args.segmentation.0.init_args.patch_size=288``;
 ``--eval-set KEY=VALUE`` overrides it for the test only, e.g. ``model.lesion_tta=flips``.
+``--test-name NAME`` names each run's test folder (default ``test``): an evaluation set-up
+chosen on validation after a run was tested reads the test splits once under its own name.
 
 With ``--config configs/real_lesions.yaml --config configs/joint_real.yaml`` the run is joint
 (RetinaMNIST grades beside the lesion sources; grade AUC/QWK/ACC columns filled). Grading alone
@@ -158,15 +160,21 @@ def run(base: dict[str, Any], variant: str, seed: int, args: argparse.Namespace,
         "fit_s": fit_seconds,
     }
     if not args.val_only:
-        result["test"] = test(evaluation_config(config, path, args.eval_set), ckpt, out / "test")
+        tested = evaluation_config(config, path, args.eval_set, args.test_name)
+        result["test"] = test(tested, ckpt, out / args.test_name)
     return result
 
 
-def evaluation_config(config: dict[str, Any], path: Path, overrides: list[str]) -> Path:
-    """The config that tests a run: its fit config, with ``overrides`` (``--eval-set``)."""
+def evaluation_config(
+    config: dict[str, Any], path: Path, overrides: list[str], name: str = "test"
+) -> Path:
+    """The config that tests a run: its fit config, with ``overrides`` (``--eval-set``).
+
+    Written beside the fit config as ``<run>-<name>.yaml`` (``name``: the test folder's).
+    """
     if not overrides:
         return path
-    tested = path.with_name(f"{path.stem}-eval.yaml")
+    tested = path.with_name(f"{path.stem}-{name}.yaml")
     tested.write_text(yaml.safe_dump(apply_overrides(config, overrides), sort_keys=False))
     return tested
 
@@ -185,13 +193,15 @@ def test(config: Path, ckpt: Path, out: Path, members: list[Path] | None = None)
     return {key: last_logged(rows, key) for _, key in COLUMNS}
 
 
-def ensemble(results: list[dict[str, Any]], work: Path, overrides: list[str]) -> dict[str, Any]:
+def ensemble(
+    results: list[dict[str, Any]], work: Path, overrides: list[str], name: str = "test"
+) -> dict[str, Any]:
     """Test the deep ensemble of the runs' selected checkpoints (the first run's config)."""
     first = results[0]
     runs = [run_paths(work, r["variant"], r["seed"]) for r in results]
     ckpts = [out / "ckpt" / "best.ckpt" for out, _ in runs]
     path = runs[0][1]
-    config = evaluation_config(yaml.safe_load(path.read_text()), path, overrides)
+    config = evaluation_config(yaml.safe_load(path.read_text()), path, overrides, name)
     seeds = "+".join(str(r["seed"]) for r in results)
     out = work / f"ensemble-{first['variant']}-seeds{seeds}"
     return {
@@ -200,7 +210,7 @@ def ensemble(results: list[dict[str, Any]], work: Path, overrides: list[str]) ->
         "best_epoch": "-",
         "val_monitor": math.nan,
         "fit_s": sum(r["fit_s"] for r in results),
-        "test": test(config, ckpts[0], out / "test", ckpts[1:]),
+        "test": test(config, ckpts[0], out / name, ckpts[1:]),
     }
 
 
@@ -250,6 +260,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="override for the test only (e.g. model.lesion_tta=flips), not for fit",
     )
+    parser.add_argument(
+        "--test-name",
+        default="test",
+        help="each run's test folder (default test); another name reads the test splits once "
+        "more, for an evaluation set-up chosen on validation after the first test",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--work", type=Path, help="keep logs/checkpoints here (default: temp)")
     parser.add_argument("--json", type=Path, help="also write the per-run results here")
@@ -287,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
             for variant in args.variants:
                 runs = [r for r in results if r["variant"] == variant]
                 if len(runs) > 1:
-                    results.append(ensemble(runs, work, args.eval_set))
+                    results.append(ensemble(runs, work, args.eval_set, args.test_name))
                     print(json.dumps(results[-1]), flush=True)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2))

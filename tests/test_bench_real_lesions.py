@@ -110,7 +110,7 @@ def test_fits_chosen_on_validation_are_tested_once_alone_and_as_an_ensemble(
     # The test-only override reached the test, not the fit.
     for run in ("scratch-seed0", "scratch-seed1"):
         fit = yaml.safe_load((work / f"{run}.yaml").read_text())
-        tested = yaml.safe_load((work / f"{run}-eval.yaml").read_text())
+        tested = yaml.safe_load((work / f"{run}-test.yaml").read_text())
         assert fit["model"].get("lesion_tta", "none") == "none"
         assert tested["model"]["lesion_tta"] == "flips"
         hparams = yaml.safe_load((work / run / "test" / "version_0" / "hparams.yaml").read_text())
@@ -118,6 +118,19 @@ def test_fits_chosen_on_validation_are_tested_once_alone_and_as_an_ensemble(
     # A run's test splits are read once: testing it again stops.
     with pytest.raises(SystemExit, match="read before"):
         bench.main([*common, "--reuse-fits"])
+    # An evaluation set-up chosen later reads them once under its own name.
+    later = ["--reuse-fits", "--eval-set", "model.lesion_tta=dihedral", "--test-name", "later"]
+    bench.main([*common, *later])
+    hparams = yaml.safe_load(
+        (work / "scratch-seed0" / "later" / "version_0" / "hparams.yaml").read_text()
+    )
+    assert hparams["lesion_tta"] == "dihedral"
+    assert (
+        yaml.safe_load((work / "scratch-seed0-later.yaml").read_text())["model"]["lesion_tta"]
+        == "dihedral"
+    )
+    with pytest.raises(SystemExit, match="read before"):
+        bench.main([*common, *later])
     # A fit under other training settings is not reused.
     with pytest.raises(SystemExit, match="differs from this run's config"):
         bench.main([*common, "--reuse-fits", "--set", "model.lr=0.01"])

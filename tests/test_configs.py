@@ -22,6 +22,7 @@ OVERLAYS = {
     "retinamnist_pretrained.yaml": ["retinamnist.yaml"],
     "joint_real.yaml": ["real_lesions.yaml"],
     "eval_lesion_tta.yaml": ["real_lesions.yaml"],
+    "eval_reads.yaml": ["real_lesions.yaml", "eval_lesion_tta.yaml"],
     "joint_graded.yaml": ["demo.yaml"],
     "sweeps/trial.yaml": ["demo.yaml"],
     "gpu/gpu.yaml": ["tjdr_retinamnist.yaml"],

@@ -53,6 +53,25 @@ def stratified_split(
     return sorted(n for n in names if n not in val_set), sorted(val)
 
 
+def check_read_sizes(sizes: list[int] | None, image_size: int) -> tuple[int, ...]:
+    """``eval_read_sizes`` as a tuple, each a positive size other than ``image_size``, once.
+
+    Raises:
+        ValueError: Naming the offending size.
+    """
+    sizes = list(sizes or [])
+    for size in sizes:
+        if not isinstance(size, int) or size <= 0:
+            raise ValueError(f"eval_read_sizes must be positive sizes in pixels, got {size!r}")
+        if size == image_size:
+            raise ValueError(
+                f"eval_read_sizes holds {size}, the working size (image_size): it is read anyway"
+            )
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"eval_read_sizes names a size twice: {sizes}")
+    return tuple(sizes)
+
+
 class SeededDataModule(LightningDataModule):
     """Base for datamodules whose splits, shuffling and augmentation follow one seed.
 

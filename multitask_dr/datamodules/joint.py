@@ -8,6 +8,8 @@ from lightning import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
+from multitask_dr.datamodules.base import check_read_sizes
+
 
 class JointDataModule(LightningDataModule):
     """Train one model on lesion sources and a grading source together.
@@ -34,6 +36,10 @@ class JointDataModule(LightningDataModule):
             ``None`` for a lesion-only run.
         predict_dir: Folder of fundus images (any size) that ``predict`` reads; overrides the
             lesion source's own ``predict_dir``.
+        eval_read_sizes: Further sizes every lesion source's evaluation (and ``predict``) also
+            reads each photograph at; overrides each source's own ``eval_read_sizes``
+            (:class:`~multitask_dr.datamodules.TJDRDataModule`). One flag for all sources:
+            the command line cannot reach into the ``segmentation`` list.
     """
 
     def __init__(
@@ -41,6 +47,7 @@ class JointDataModule(LightningDataModule):
         segmentation: LightningDataModule | list[LightningDataModule],
         grading: LightningDataModule | None = None,
         predict_dir: str | None = None,
+        eval_read_sizes: list[int] | None = None,
     ) -> None:
         super().__init__()
         lesion_parts = segmentation if isinstance(segmentation, list) else [segmentation]
@@ -62,6 +69,12 @@ class JointDataModule(LightningDataModule):
         self.predict_dir = predict_dir
         if predict_dir is not None:
             self.segmentation.predict_dir = predict_dir  # type: ignore[attr-defined]
+        if eval_read_sizes is not None:
+            for name, part in zip(names, lesion_parts, strict=True):
+                if not hasattr(part, "eval_read_sizes"):
+                    raise ValueError(f"lesion source {name} takes no eval_read_sizes")
+                size = part.image_size  # type: ignore[attr-defined]
+                part.eval_read_sizes = check_read_sizes(eval_read_sizes, size)  # type: ignore[attr-defined]
 
     def sources(self) -> list[tuple[str, LightningDataModule]]:
         """``(name, datamodule)`` of every source, in evaluation-dataloader order."""

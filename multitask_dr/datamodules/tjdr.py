@@ -10,7 +10,11 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
-from multitask_dr.datamodules.base import PhotoFolderDataModule, stratified_split
+from multitask_dr.datamodules.base import (
+    PhotoFolderDataModule,
+    check_read_sizes,
+    stratified_split,
+)
 from multitask_dr.datamodules.transforms import (
     Augmentation,
     LesionCentredCrop,
@@ -27,25 +31,6 @@ DRAWN_TEST_LAYOUTS = ("flat", "fgadr")
 
 #: Layouts with an official validation split (named ``valid``), used instead of a drawn one.
 OFFICIAL_VAL_LAYOUTS = ("ddr",)
-
-
-def check_read_sizes(sizes: list[int] | None, image_size: int) -> tuple[int, ...]:
-    """``eval_read_sizes`` as a tuple, each a positive size other than ``image_size``, once.
-
-    Raises:
-        ValueError: Naming the offending size.
-    """
-    sizes = list(sizes or [])
-    for size in sizes:
-        if not isinstance(size, int) or size <= 0:
-            raise ValueError(f"eval_read_sizes must be positive sizes in pixels, got {size!r}")
-        if size == image_size:
-            raise ValueError(
-                f"eval_read_sizes holds {size}, the working size (image_size): it is read anyway"
-            )
-    if len(set(sizes)) != len(sizes):
-        raise ValueError(f"eval_read_sizes names a size twice: {sizes}")
-    return tuple(sizes)
 
 
 class Repeat(Dataset):

@@ -62,3 +62,17 @@ def test_predict_folder_reads_at_the_further_sizes(synthetic_root, tmp_path):
 def test_bad_read_sizes_are_named(synthetic_root, tmp_path, sizes, message):
     with pytest.raises(ValueError, match=message):
         tjdr(synthetic_root / "tjdr", tmp_path, eval_read_sizes=sizes)
+
+
+def test_joint_eval_read_sizes_reach_every_lesion_source(synthetic_root, tmp_path):
+    from multitask_dr.datamodules import JointDataModule
+
+    first = tjdr(synthetic_root / "tjdr", tmp_path, name="a")
+    second = tjdr(synthetic_root / "tjdr", tmp_path, name="b", image_size=32, eval_read_sizes=[48])
+    joint = JointDataModule([first, second], eval_read_sizes=[96])
+    assert first.eval_read_sizes == second.eval_read_sizes == (96,)
+    assert JointDataModule([first, second]).segmentation.eval_read_sizes == (96,)  # unset: kept
+    with pytest.raises(ValueError, match="holds 64, the working size"):
+        JointDataModule([first], eval_read_sizes=[64])
+    joint.setup("fit")
+    assert next(iter(joint.val_dataloader()[1]))["image_reads"][0].shape[-1] == 96

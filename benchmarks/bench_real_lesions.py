@@ -219,7 +219,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(
         f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, torch threads "
         f"{torch.get_num_threads()}; config {' + '.join(p.name for p in args.config)} "
-        f"{' '.join(args.set)}; seeds {args.seeds}\n"
+        f"{' '.join(args.set)}; seeds {args.seeds}; test {args.test_name!r} "
+        f"{' '.join(args.eval_set)}\n"
     )
     labels = [label for label, _ in COLUMNS]
     print("| variant | seed | best epoch | val monitor | " + " | ".join(labels) + " | fit s |")

@@ -120,7 +120,9 @@ def test_fits_chosen_on_validation_are_tested_once_alone_and_as_an_ensemble(
         bench.main([*common, "--reuse-fits"])
     # An evaluation set-up chosen later reads them once under its own name.
     later = ["--reuse-fits", "--eval-set", "model.lesion_tta=dihedral", "--test-name", "later"]
+    capsys.readouterr()
     bench.main([*common, *later])
+    assert "test 'later' model.lesion_tta=dihedral" in capsys.readouterr().out
     hparams = yaml.safe_load(
         (work / "scratch-seed0" / "later" / "version_0" / "hparams.yaml").read_text()
     )

@@ -74,7 +74,8 @@ class JointDataModule(LightningDataModule):
                 if not hasattr(part, "eval_read_sizes"):
                     raise ValueError(f"lesion source {name} takes no eval_read_sizes")
                 size = part.image_size  # type: ignore[attr-defined]
-                part.eval_read_sizes = check_read_sizes(eval_read_sizes, size)  # type: ignore[attr-defined]
+                checked = check_read_sizes(eval_read_sizes, size)
+                part.eval_read_sizes = checked  # type: ignore[attr-defined]
 
     def sources(self) -> list[tuple[str, LightningDataModule]]:
         """``(name, datamodule)`` of every source, in evaluation-dataloader order."""

@@ -165,9 +165,7 @@ def run(base: dict[str, Any], variant: str, seed: int, args: argparse.Namespace,
     return result
 
 
-def evaluation_config(
-    config: dict[str, Any], path: Path, overrides: list[str], name: str = "test"
-) -> Path:
+def evaluation_config(config: dict[str, Any], path: Path, overrides: list[str], name: str) -> Path:
     """The config that tests a run: its fit config, with ``overrides`` (``--eval-set``).
 
     Written beside the fit config as ``<run>-<name>.yaml`` (``name``: the test folder's).
@@ -194,7 +192,7 @@ def test(config: Path, ckpt: Path, out: Path, members: list[Path] | None = None)
 
 
 def ensemble(
-    results: list[dict[str, Any]], work: Path, overrides: list[str], name: str = "test"
+    results: list[dict[str, Any]], work: Path, overrides: list[str], name: str
 ) -> dict[str, Any]:
     """Test the deep ensemble of the runs' selected checkpoints (the first run's config)."""
     first = results[0]

@@ -24,7 +24,12 @@ import torch
 from torch.utils.data import Dataset
 
 from multitask_dr.datasets.images import IMAGE_SUFFIXES, read_image
-from multitask_dr.datasets.preprocess import crop_and_resize, fov_bbox, square_box
+from multitask_dr.datasets.preprocess import (
+    crop_and_resize,
+    fov_bbox,
+    resize_image,
+    square_box,
+)
 from multitask_dr.datasets.problems import DataError
 from multitask_dr.lesions import NO_GRADE
 
@@ -158,7 +163,9 @@ class ImageFolderDataset(Dataset):
         try:
             original = read_image(path)
             box = crop_box(original, self.crop_fov)
-            images = [crop_and_resize(original, None, s, self.crop_fov)[0] for s in sizes]
+            # Cropped once: each size is a resize of the same square (the crop scans every pixel).
+            square, _ = crop_and_resize(original, None, None, self.crop_fov)
+            images = [resize_image(square, s) for s in sizes]
             size = original.shape[:2]
         except DataError as exc:
             log.warning("skipping %s", exc)

@@ -275,8 +275,6 @@ class Ensemble:
         ``single_evaluation_forward``: its own sliding windows and ``tta``), on ``image``'s
         device (:func:`average_members`).
         """
-        if not self.paths:
-            return out
         members = [member.to(image.device) for member in self.members]
         outs = [m.single_evaluation_forward(image, reads) for m in members]  # type: ignore[operator]
         return average_members(out, outs)
